@@ -1,0 +1,32 @@
+"""Caller: who handed us the mail, read from the parent process in /proc."""
+
+from __future__ import annotations
+
+import os
+
+
+def caller_fields(ppid: int | None = None, proc: str = "/proc") -> dict[str, str]:
+    """MAIL_CALLER_PID, _COMM and _EXE of the parent (what can be read)."""
+    pid = os.getppid() if ppid is None else ppid
+    out = {"MAIL_CALLER_PID": str(pid)}
+    try:
+        with open(f"{proc}/{pid}/comm", "rb") as f:
+            out["MAIL_CALLER_COMM"] = f.read().rstrip(b"\n").decode("utf-8", "replace")
+    except OSError:
+        pass
+    try:
+        out["MAIL_CALLER_EXE"] = os.readlink(f"{proc}/{pid}/exe")
+    except OSError:
+        pass  # another user's process: /proc hides its exe
+    return out
+
+
+def login_name(uid: int | None = None) -> str:
+    """The real uid's login name, or the number when it has none."""
+    import pwd
+
+    uid = os.getuid() if uid is None else uid
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)

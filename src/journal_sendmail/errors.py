@@ -1,0 +1,64 @@
+"""The one exception hierarchy: each error knows its sysexits code and a stable tag."""
+
+from __future__ import annotations
+
+EX_OK = 0
+EX_USAGE = 64
+EX_DATAERR = 65
+EX_SOFTWARE = 70
+EX_OSERR = 71
+EX_TEMPFAIL = 75
+EX_CONFIG = 78
+
+
+class JournalSendmailError(Exception):
+    """Base class: a failure that ends the program with ``code``."""
+
+    code = EX_SOFTWARE
+    tag = "error"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class UsageError(JournalSendmailError):
+    """A bad option, a refused mode or no recipients."""
+
+    code = EX_USAGE
+    tag = "usage"
+
+
+class InputError(JournalSendmailError):
+    """Standard input could not be read."""
+
+    code = EX_DATAERR
+    tag = "input"
+
+
+class ConfigError(JournalSendmailError):
+    """A key of the configuration file has a bad value."""
+
+    code = EX_CONFIG
+    tag = "config"
+
+
+class JournalError(JournalSendmailError):
+    """The journal did not take an entry (missing, refused, timed out)."""
+
+    code = EX_TEMPFAIL
+    tag = "journal"
+
+
+class SpoolError(JournalSendmailError):
+    """The spool could not take a message either."""
+
+    code = EX_TEMPFAIL
+    tag = "spool"
+
+
+class OSFailure(JournalSendmailError):
+    """An operating-system call failed in a way no retry will mend."""
+
+    code = EX_OSERR
+    tag = "os"

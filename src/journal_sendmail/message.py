@@ -1,0 +1,234 @@
+"""Message: standard input read as bytes, streaming, with sendmail's dot rule.
+
+The body is never decoded.  A message up to ``part_size`` stays in memory;
+a bigger one is staged in an anonymous memory file (memfd) as it is read, so
+the process's own memory does not grow with the message, and the whole
+message is still there for the spool if the journal fails half way.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+try:  # the C module directly: hashlib's start-up costs ~2.5 ms
+    from _sha256 import sha256  # type: ignore[import-not-found,unused-ignore]
+except ImportError:  # pragma: no cover - Python 3.12 renamed it
+    from hashlib import sha256
+
+READ_SIZE = 256 * 1024
+
+Reader = Callable[[int], bytes]
+
+
+@dataclass
+class Raw:
+    """The message bytes as received, and what followed a lone dot line."""
+
+    head: bytes  # the first min(size, part_size) bytes
+    size: int  # bytes stored (at most max_size)
+    sha256: str  # hex digest of the stored bytes
+    fd: int | None = None  # memfd with all stored bytes, when size > len(head)
+    received: int = 0  # bytes received before the dot line (> size when truncated)
+    after_dot: bytes = b""  # what followed a lone "." line (at most part_size bytes)
+    after_dot_size: int = 0  # how much followed it in all
+
+    @property
+    def truncated(self) -> bool:
+        return self.received > self.size
+
+    def chunks(self, part_size: int) -> Iterator[bytes]:
+        """The stored bytes, ``part_size`` at a time (one empty chunk for 0 B)."""
+        if self.fd is None:
+            yield self.head
+            return
+        for offset in range(0, self.size, part_size):
+            yield os.pread(self.fd, min(part_size, self.size - offset), offset)
+
+    def read_all(self) -> bytes:
+        """Every stored byte: only for messages known to be small."""
+        return b"".join(self.chunks(max(self.size, 1)))
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def find_dot_line(data: bytes, bol: bool) -> tuple[int, int] | int | None:
+    """Where a line that is only ``.`` starts and ends in ``data``.
+
+    ``bol`` says whether ``data`` starts at the beginning of a line.  Returns
+    ``(start, end)`` for a complete dot line, an ``int`` offset from which the
+    data may be the start of one (hold it back until more arrives), or None.
+
+    >>> find_dot_line(b"a\\n.\\nb", True)
+    (2, 4)
+    >>> find_dot_line(b".\\r\\n", True), find_dot_line(b".\\r\\n", False)
+    ((0, 3), None)
+    >>> find_dot_line(b"a\\n.", True), find_dot_line(b"a\\n..\\n", True)
+    (2, None)
+    """
+    starts: list[int] = [0] if bol and data.startswith(b".") else []
+    k = -1
+    while True:
+        if not starts:
+            k = data.find(b"\n.", k + 1)
+            if k < 0:
+                return None
+            starts.append(k + 1)
+        c = starts.pop()
+        tail = data[c + 1:c + 3]
+        if tail[:1] == b"\n":
+            return (c, c + 2)
+        if tail == b"\r\n":
+            return (c, c + 3)
+        if tail in (b"", b"\r"):
+            return c
+
+
+def read(
+    read_fn: Reader,
+    *,
+    ignore_dots: bool,
+    part_size: int,
+    max_size: int,
+    read_after_dot: bool = True,
+) -> Raw:
+    """Read a whole message with ``read_fn`` (os.read-like) into a Raw."""
+    digest = sha256()
+    head = bytearray()
+    fd: int | None = None
+    size = 0
+    received = 0
+
+    def keep(data: bytes) -> None:
+        nonlocal fd, size, received
+        received += len(data)
+        data = data[: max(0, max_size - size)]
+        if not data:
+            return
+        digest.update(data)
+        size += len(data)
+        room = part_size - len(head)
+        if room > 0:
+            head.extend(data[:room])
+        if fd is None and size > part_size:
+            fd = os.memfd_create("journal-sendmail", os.MFD_CLOEXEC)
+            _write_all(fd, bytes(head))
+            data = data[room:] if room > 0 else data
+        elif fd is None:
+            return
+        _write_all(fd, data)
+
+    pending = b""
+    bol = True
+    after: bytes | None = None
+    while True:
+        chunk = read_fn(READ_SIZE)
+        if not chunk:
+            break
+        if ignore_dots:
+            keep(chunk)
+            continue
+        data = pending + chunk
+        found = find_dot_line(data, bol)
+        if isinstance(found, tuple):
+            keep(data[: found[0]])
+            after = data[found[1]:]
+            break
+        pending = data[found:] if found is not None else b""
+        done = data[: found] if found is not None else data
+        if done:
+            keep(done)
+            bol = done.endswith(b"\n")
+    if after is None and pending and not ignore_dots:
+        # EOF on "." or ".\r" at the start of a line: that dot ends the message.
+        after = b""
+    after_buf = bytearray(after or b"")
+    after_size = len(after_buf)
+    if after is not None and read_after_dot:
+        while True:
+            chunk = read_fn(READ_SIZE)
+            if not chunk:
+                break
+            after_size += len(chunk)
+            if len(after_buf) < part_size:
+                after_buf.extend(chunk[: part_size - len(after_buf)])
+    return Raw(
+        head=bytes(head),
+        size=size,
+        sha256=digest.hexdigest(),
+        fd=fd,
+        received=received,
+        after_dot=bytes(after_buf[:part_size]),
+        after_dot_size=after_size,
+    )
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def from_bytes(data: bytes, part_size: int) -> Raw:
+    """A Raw for bytes already in memory (the SMTP mode and the spool)."""
+    return read(_BytesReader(data), ignore_dots=True, part_size=part_size, max_size=len(data))
+
+
+class _BytesReader:
+    def __init__(self, data: bytes) -> None:
+        self.view = memoryview(data)
+
+    def __call__(self, n: int) -> bytes:
+        out, self.view = self.view[:n], self.view[n:]
+        return bytes(out)
+
+
+PLAIN_CHARSETS = ("", "us-ascii", "utf-8", "utf8")
+
+
+def body_of(raw: bytes) -> bytes:
+    """The bytes after the header block (after the first empty line)."""
+    for sep in (b"\n\n", b"\r\n\r\n", b"\n\r\n"):
+        if raw.startswith(sep[1:]):
+            return raw[len(sep) - 1:]
+    ends = [i + len(sep) for sep in (b"\n\n", b"\n\r\n") if (i := raw.find(sep)) >= 0]
+    return raw[min(ends):] if ends else b""
+
+
+def readable_text(raw: bytes, content: dict[str, str]) -> tuple[str | None, list[str]]:
+    """The readable body: the first text part, transfer-decoded, as a str.
+
+    Returns (None, []) when that would equal the raw body, so the entry does
+    not carry the same bytes twice; the list holds parser defects.
+    """
+    ctype = content.get("content-type", "").lower()
+    cte = content.get("content-transfer-encoding", "").strip().lower()
+    charset = ""
+    if "charset=" in ctype:
+        charset = ctype.split("charset=", 1)[1].split(";")[0].strip(' "\t')
+    plain = (not ctype or ctype.split(";")[0].strip() == "text/plain") and charset in PLAIN_CHARSETS
+    if plain and cte in ("", "7bit", "8bit", "binary"):
+        body = body_of(raw)
+        try:
+            body.decode("utf-8")
+            return None, []
+        except UnicodeDecodeError:
+            return body.decode("utf-8", "replace"), []
+    from email import policy
+    from email.parser import BytesParser
+
+    try:
+        msg = BytesParser(policy=policy.default).parsebytes(raw)
+        for part in msg.walk():
+            if part.get_content_maintype() == "text":
+                text = part.get_content()
+                if isinstance(text, str):
+                    same = text.encode("utf-8", "surrogateescape") == body_of(raw)
+                    return (None if same else text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")), []
+        return None, []
+    except Exception as e:  # a body the email package chokes on is still stored raw
+        return None, [f"body: {type(e).__name__}: {e}"]

@@ -1,0 +1,186 @@
+"""Record: the journal fields of a message, and their native-protocol encoding.
+
+Pure functions, no I/O.  Every value is written in the protocol's binary
+form (name, newline, 64-bit length, bytes), so no value, whatever newlines,
+``=`` or NULs it holds, can ever start a field of its own.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+MSG_MAIL = "4cf50392e5a34635904ffaeffb43b172"
+MSG_PART = "aa12d80295f04539a057a77642e355d5"
+MSG_REFUSED = "23042c0ef8f74902814ee4284e0a5521"
+MSG_SPOOL = "963c70d77fdb45678cf8479f3cbe9fdf"
+
+PRIORITY_WARNING = 4
+MAX_RCPT_FIELDS = 500  # journald drops a whole entry of more than ~1024 fields
+
+Fields = list[tuple[str, bytes]]
+
+_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
+
+
+@dataclass
+class Mail:
+    """Everything the entry of one message says, before encoding."""
+
+    mail_id: str
+    envelope_from: str
+    recipients: list[str]
+    headers: dict[str, str]
+    size: int
+    sha256: str
+    argv: tuple[str, ...]
+    invoked_as: str
+    identifier: str = "sendmail"
+    priority: int = 6
+    facility: int = 2
+    full_name: str | None = None
+    recorded: tuple[tuple[str, str], ...] = ()
+    caller: dict[str, str] = field(default_factory=dict)
+    defects: list[str] = field(default_factory=list)
+    text: str | None = None
+    received: int | None = None  # set when the message was truncated
+    after_dot: bytes | None = None
+    after_dot_size: int = 0
+    refused: str | None = None  # why the submission was refused (still recorded)
+    extra: Fields = field(default_factory=list)  # SMTP envelope, spool fields
+
+
+def valid_name(name: str) -> bool:
+    """Journal field names: A-Z, 0-9 and _, at most 64, no leading digit or _.
+
+    >>> valid_name("MAIL_RCPT"), valid_name("_UID"), valid_name("mail"), valid_name("9A")
+    (True, False, False, False)
+    """
+    return _NAME.fullmatch(name) is not None
+
+
+def summary(mail: Mail) -> str:
+    """The one readable MESSAGE line."""
+    rcpts = mail.recipients
+    shown = ", ".join(rcpts[:5]) + (f" and {len(rcpts) - 5} more" if len(rcpts) > 5 else "")
+    subject = mail.headers.get("MAIL_SUBJECT", "")
+    line = f"mail from {mail.envelope_from} to {shown or '(no recipients)'} ({mail.size} bytes)"
+    if mail.refused:
+        line = f"refused {line}: {mail.refused}"
+    if subject:
+        line += f": {subject}"
+    return " ".join(line.split())[:1000]
+
+
+def mail_fields(mail: Mail, first_chunk: bytes, parts: int) -> Fields:
+    """The fields of the message entry (id 4cf50392…, or 23042c0e… if refused)."""
+    out: Fields = []
+
+    def add(name: str, value: str | bytes | int) -> None:
+        if isinstance(value, int):
+            value = str(value)
+        out.append((name, value if isinstance(value, bytes) else value.encode("utf-8", "surrogateescape")))
+
+    add("MESSAGE", summary(mail))
+    add("MESSAGE_ID", MSG_REFUSED if mail.refused else MSG_MAIL)
+    add("PRIORITY", PRIORITY_WARNING if mail.refused else mail.priority)
+    add("SYSLOG_FACILITY", mail.facility)
+    add("SYSLOG_IDENTIFIER", mail.identifier)
+    add("MAIL_ID", mail.mail_id)
+    if mail.refused:
+        add("MAIL_REFUSED", mail.refused)
+    add("MAIL_ENVELOPE_FROM", mail.envelope_from)
+    if mail.full_name is not None:
+        add("MAIL_FULL_NAME", mail.full_name)
+    for rcpt in mail.recipients[:MAX_RCPT_FIELDS]:
+        add("MAIL_RCPT", rcpt)
+    if mail.recipients:
+        add("MAIL_RCPTS", ",".join(mail.recipients))
+    for name, value in mail.headers.items():
+        add(name, value)
+    add("MAIL_SIZE", mail.size)
+    add("MAIL_SHA256", mail.sha256)
+    if parts > 1:
+        add("MAIL_PART", 1)
+        add("MAIL_PARTS", parts)
+    add("MAIL_RAW", first_chunk)
+    if mail.text is not None:
+        add("MAIL_TEXT", mail.text)
+    add("MAIL_ARGV", "\n".join(mail.argv))
+    add("MAIL_INVOKED_AS", mail.invoked_as)
+    for name, value in sorted(mail.caller.items()):
+        add(name, value)
+    for name, value in mail.recorded:
+        add(name, value)
+    if mail.defects:
+        add("MAIL_DEFECTS", "\n".join(mail.defects))
+    if mail.received is not None:
+        add("MAIL_TRUNCATED", mail.received)
+    if mail.after_dot is not None:
+        add("MAIL_AFTER_DOT", mail.after_dot)
+        if mail.after_dot_size > len(mail.after_dot):
+            add("MAIL_AFTER_DOT_SIZE", mail.after_dot_size)
+    out.extend(mail.extra)
+    return out
+
+
+def part_fields(mail: Mail, part: int, parts: int, chunk: bytes) -> Fields:
+    """The fields of part entry ``part`` (2..parts) of a split message."""
+    return [
+        ("MESSAGE", f"part {part} of {parts} of mail {mail.mail_id}".encode()),
+        ("MESSAGE_ID", MSG_PART.encode()),
+        ("PRIORITY", str(mail.priority).encode()),
+        ("SYSLOG_FACILITY", str(mail.facility).encode()),
+        ("SYSLOG_IDENTIFIER", mail.identifier.encode("utf-8", "surrogateescape")),
+        ("MAIL_ID", mail.mail_id.encode()),
+        ("MAIL_PART", str(part).encode()),
+        ("MAIL_PARTS", str(parts).encode()),
+        ("MAIL_RAW", chunk),
+    ]
+
+
+def encode(fields: Fields) -> bytes:
+    """The native-protocol datagram for ``fields``, every value in binary form.
+
+    >>> encode([("MAIL_SUBJECT", b"a\\nMESSAGE_ID=x")])
+    b'MAIL_SUBJECT\\n\\x0e\\x00\\x00\\x00\\x00\\x00\\x00\\x00a\\nMESSAGE_ID=x\\n'
+    """
+    out = bytearray()
+    for name, value in fields:
+        if not valid_name(name):
+            raise ValueError(f"invalid journal field name {name!r}")
+        out += name.encode("ascii")
+        out += b"\n"
+        out += len(value).to_bytes(8, "little")
+        out += value
+        out += b"\n"
+    return bytes(out)
+
+
+def recipients(argv_recipients: tuple[str, ...], header_recipients: list[str], extract: bool) -> list[str]:
+    """Envelope recipients: every argument is an address list; with -t the
+    header recipients are added (Postfix's union), duplicates dropped.
+
+    >>> recipients(("a@x, b@y", "root"), ["b@y", "c@z"], True)
+    ['a@x', 'b@y', 'root', 'c@z']
+    """
+    from .headers import addresses
+
+    found: list[str] = []
+    for arg in argv_recipients:
+        found.extend(addresses(arg))
+    if extract:
+        found.extend(header_recipients)
+    return list(dict.fromkeys(a for a in found if a))
+
+
+def envelope_sender(option: str | None, unixfrom: str | None, login: str) -> str:
+    """-f/-r, else the address of a leading From line, else the login name."""
+    for candidate in (option, unixfrom):
+        if candidate is not None:
+            value = candidate.strip()
+            if value.startswith("<") and value.endswith(">"):
+                value = value[1:-1]
+            return value
+    return login
+

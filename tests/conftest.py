@@ -1,0 +1,114 @@
+"""Fixtures: a private real journald, and the program under test."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+import harness  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SRC = ROOT / "src"
+DATA = Path(__file__).parent / "data"
+LAUNCHER = ROOT / "bin" / "journal-sendmail"
+# JOURNAL_SENDMAIL_UNDER_TEST=installed tests /usr/sbin/journal-sendmail and
+# the installed Python package instead of the source tree.
+INSTALLED = os.environ.get("JOURNAL_SENDMAIL_UNDER_TEST") == "installed"
+IS_ROOT = os.geteuid() == 0
+
+if IS_ROOT:
+    harness.enter_private_namespace()
+
+if not INSTALLED:
+    sys.path.insert(0, str(SRC))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if IS_ROOT:
+        return
+    skip = pytest.mark.skip(reason="needs root: a private mount namespace and journald")
+    for item in items:
+        if "journald" in getattr(item, "fixturenames", ()):
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def journald() -> Iterator[harness.Journald]:
+    """A fresh, empty, real journald for one test."""
+    harness.clean_journal_dirs()
+    j = harness.Journald(activated=True).start()
+    try:
+        yield j
+    finally:
+        j.stop()
+
+
+@pytest.fixture(scope="session")
+def bindir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory with sendmail, mailq, newaliases, journal-sendmail and runq
+    commands that run the program under test."""
+    d = tmp_path_factory.mktemp("bin")
+    if INSTALLED:
+        target = Path("/usr/sbin/journal-sendmail")
+    else:
+        target = d / "journal-sendmail"
+        text = LAUNCHER.read_text().replace('"/usr/lib/python3/dist-packages"', repr(str(SRC)))
+        target.write_text(text)
+        target.chmod(0o755)
+    for name in ("sendmail", "mailq", "newaliases", "runq"):
+        (d / name).symlink_to(target)
+    os.chmod(d, 0o755)
+    for p in d.parents:  # let other users (nobody) reach the commands
+        if str(p).startswith("/tmp/"):
+            os.chmod(p, 0o755)
+    return d
+
+
+def run_sendmail(
+    bindir: Path,
+    args: list[str],
+    data: bytes = b"",
+    name: str = "sendmail",
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+    **kw: object,
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [str(bindir / name), *args],
+        input=data,
+        capture_output=True,
+        env=env if env is not None else {"PATH": "/usr/bin:/bin"},
+        timeout=timeout,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def sendmail(bindir: Path):  # type: ignore[no-untyped-def]
+    def run(args: list[str], data: bytes = b"", **kw: object) -> subprocess.CompletedProcess[bytes]:
+        return run_sendmail(bindir, args, data, **kw)  # type: ignore[arg-type]
+
+    return run
+
+
+@pytest.fixture
+def config_file(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Write a configuration file; returns the environment that selects it."""
+
+    def make(text: str) -> dict[str, str]:
+        p = tmp_path / "journal-sendmail.conf"
+        p.write_text("[journal-sendmail]\n" + text)
+        p.chmod(0o644)
+        return {"PATH": "/usr/bin:/bin", "JOURNAL_SENDMAIL_CONFIG": str(p)}
+
+    return make
+
+
+__all__ = ["harness", "run_sendmail", "DATA", "ROOT", "SRC", "INSTALLED", "shutil"]
