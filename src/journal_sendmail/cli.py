@@ -97,7 +97,7 @@ def deliver(inv: Invocation, cfg: Config) -> int:
         read_after_dot=not os.isatty(0),
     )
     try:
-        mail_id = store(inv, cfg, raw)
+        mail_id = accept(inv, cfg, raw)
     finally:
         raw.close()
     if mail_id is None:
@@ -106,6 +106,21 @@ def deliver(inv: Invocation, cfg: Config) -> int:
     if inv.verbose:
         say(f"{PROG}: stored mail {mail_id} ({raw.size} bytes) in the journal")
     return EX_OK
+
+
+def accept(
+    inv: Invocation,
+    cfg: Config,
+    raw: "message.Raw",
+    refused: str | None = None,
+    extra: "record.Fields | None" = None,
+) -> str | None:
+    """Store a message in the journal or, failing that, in the spool.
+
+    Returns its MAIL_ID (None when it had no recipients and was recorded as
+    refused); raises a JournalSendmailError when neither could take it.
+    """
+    return store(inv, cfg, raw, refused, extra)
 
 
 def store(
