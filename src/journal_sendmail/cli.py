@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from . import __version__
 from .config import Config
 from .errors import EX_OK, EX_SOFTWARE, EX_USAGE, JournalSendmailError, UsageError
 from .options import Invocation
-
-if TYPE_CHECKING:
-    from . import message, record
 
 PROG = "journal-sendmail"
 
@@ -87,7 +84,7 @@ def run(args: list[str], environ: dict[str, str] | None) -> int:
 
 
 def deliver(inv: Invocation, cfg: Config) -> int:
-    from . import message
+    from . import deliver, message
 
     raw = message.read(
         read_stdin,
@@ -97,88 +94,21 @@ def deliver(inv: Invocation, cfg: Config) -> int:
         read_after_dot=not os.isatty(0),
     )
     try:
-        mail_id = accept(inv, cfg, raw)
+        sub = deliver.Submission.now(inv, raw)
+        where = deliver.accept(sub, cfg)
     finally:
         raw.close()
-    if mail_id is None:
-        say(f"{PROG}: no recipients: the message was recorded as refused")
+    if sub.refused:
+        say(f"{PROG}: no recipients: the message was recorded as refused (mail {sub.mail_id}, {where})")
         return EX_USAGE
     if inv.verbose:
-        say(f"{PROG}: stored mail {mail_id} ({raw.size} bytes) in the journal")
+        say(f"{PROG}: mail {sub.mail_id} ({raw.size} bytes) {where}")
     return EX_OK
-
-
-def accept(
-    inv: Invocation,
-    cfg: Config,
-    raw: "message.Raw",
-    refused: str | None = None,
-    extra: "record.Fields | None" = None,
-) -> str | None:
-    """Store a message in the journal or, failing that, in the spool.
-
-    Returns its MAIL_ID (None when it had no recipients and was recorded as
-    refused); raises a JournalSendmailError when neither could take it.
-    """
-    return store(inv, cfg, raw, refused, extra)
-
-
-def store(
-    inv: Invocation,
-    cfg: Config,
-    raw: "message.Raw",
-    refused: str | None = None,
-    extra: "record.Fields | None" = None,
-) -> str | None:
-    """Write one message to the journal; its MAIL_ID, or None if it had no recipients."""
-    from . import caller, headers, journal, message, record
-
-    hdrs = headers.parse(raw.head)
-    rcpts = record.recipients(inv.recipients, hdrs.header_recipients, inv.extract)
-    if not rcpts and refused is None:
-        refused = "no recipients"
-    split = raw.size > cfg.part_size
-    text, text_defects = None, []
-    if cfg.store_text and not split:
-        text, text_defects = message.readable_text(raw.head, hdrs.content)
-    mail = record.Mail(
-        mail_id=os.urandom(16).hex(),
-        envelope_from=record.envelope_sender(inv.sender, hdrs.unixfrom, caller.login_name()),
-        recipients=rcpts,
-        headers=hdrs.values,
-        size=raw.size,
-        sha256=raw.sha256,
-        argv=inv.argv,
-        invoked_as=inv.invoked_as,
-        identifier=cfg.identifier,
-        priority=cfg.priority,
-        facility=cfg.facility,
-        full_name=inv.full_name,
-        recorded=inv.recorded,
-        caller=caller.caller_fields(),
-        defects=hdrs.defects + text_defects,
-        text=text,
-        received=raw.received if raw.truncated else None,
-        after_dot=raw.after_dot if raw.after_dot_size or raw.after_dot else None,
-        after_dot_size=raw.after_dot_size,
-        refused=refused,
-        extra=list(extra or ()),
-    )
-    chunks = raw.chunks(cfg.part_size)
-    first = next(chunks)
-    parts = max(1, -(-raw.size // cfg.part_size))
-    rest = (record.part_fields(mail, n, parts, chunk) for n, chunk in enumerate(chunks, 2))
-    sink = journal.Journal(cfg.socket, cfg.timeout)
-    try:
-        journal.write_mail(sink.send, record.mail_fields(mail, first, parts), rest)
-    finally:
-        sink.close()
-    return None if refused else mail.mail_id
 
 
 def refused_usage(args: list[str], err: UsageError, cfg: Config) -> int:
     """Bad usage: refuse with 64, but record data already waiting on stdin."""
-    from . import message
+    from . import deliver, message
     from .options import Invocation, program_name
 
     if not os.isatty(0) and _readable_now(0):
@@ -186,7 +116,7 @@ def refused_usage(args: list[str], err: UsageError, cfg: Config) -> int:
         try:
             if raw.size:
                 inv = Invocation(argv=tuple(args), invoked_as=program_name(args[0] if args else "sendmail"))
-                store(inv, cfg, raw, refused=err.reason)
+                deliver.accept(deliver.Submission.now(inv, raw, refused=err.reason), cfg)
                 say(f"{PROG}: {err.reason} (the message on standard input was recorded as refused)")
                 return EX_USAGE
         finally:
@@ -245,7 +175,18 @@ def flush(inv: Invocation, cfg: Config) -> int:
 
 
 def smtp(inv: Invocation, cfg: Config) -> int:
-    raise UsageError("-bs (SMTP on standard input) is not implemented yet")
+    from dataclasses import replace
+
+    from . import deliver, message
+    from . import smtp as session
+
+    def store(env: session.Envelope, raw: message.Raw, refused: str | None) -> str | None:
+        envelope = replace(inv, recipients=tuple(env.recipients), sender=env.sender, extract=False)
+        sub = deliver.Submission.now(envelope, raw, refused=refused, extra=env.fields())
+        deliver.accept(sub, cfg)
+        return None if sub.refused else sub.mail_id
+
+    return session.run(store, cfg.max_size, cfg.part_size)
 
 
 MODES: dict[str, Callable[[Invocation, Config], int]] = {

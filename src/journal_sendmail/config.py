@@ -164,7 +164,9 @@ def parse(text: str, path: str = "<string>") -> Config:
     return cfg
 
 
-def load(path: str | None = None, environ: dict[str, str] | None = None) -> Config:
+def load(
+    path: str | None = None, environ: dict[str, str] | None = None, default_path: str = DEFAULT_PATH
+) -> Config:
     """Read the configuration: ``path``, else $JOURNAL_SENDMAIL_CONFIG, else /etc.
 
     A missing /etc file means built-in defaults; a missing file that was asked
@@ -172,7 +174,7 @@ def load(path: str | None = None, environ: dict[str, str] | None = None) -> Conf
     """
     env = os.environ if environ is None else environ
     named = path or env.get(ENV_PATH)
-    target = named or DEFAULT_PATH
+    target = named or default_path
     try:
         with open(target, encoding="utf-8") as f:
             text = f.read()

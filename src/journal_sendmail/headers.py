@@ -28,10 +28,20 @@ RCPT_HEADERS = ("to", "cc", "bcc")
 RESENT_HEADERS = ("resent-to", "resent-cc", "resent-bcc")
 ADDRESS_HEADERS = frozenset(("from",) + RCPT_HEADERS + RESENT_HEADERS)
 
-_TOKEN = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+(?:@[A-Za-z0-9.-]+)?"
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9-]+"
+_TOKEN = rf"{_ATOM}(?:\.{_ATOM})*(?:@{_LABEL}(?:\.{_LABEL})*)?"  # a dot-atom address
 PLAIN_LIST = re.compile(rf"[ \t]*{_TOKEN}(?:[ \t]*,[ \t]*{_TOKEN})*[ \t]*")
 _SIMPLE_LINE = re.compile(rb"([!-9;-~]+):([ -~]*)\r?\n")
-_VALUE_CHARS = re.compile(r"[ -~]*")
+# Structured headers the fast path takes only in their everyday form.
+_DAY = r"(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), )?"
+_MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+SIMPLE_VALUES = {
+    "date": re.compile(rf"{_DAY}(\d{{1,2}}) ({_MONTH}) (\d{{4}}) (?:[01]\d|2[0-3]):[0-5]\d(?::[0-5]\d)? [+-](?:[01]\d|2[0-3])[0-5]\d"),
+    "message-id": re.compile(rf"<{_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})*>"),
+    "content-type": re.compile(r"text/plain(?:; ?charset=[A-Za-z0-9_-]+)?", re.IGNORECASE),
+    "content-transfer-encoding": re.compile(r"7bit|8bit|binary|quoted-printable|base64", re.IGNORECASE),
+}
 
 
 @dataclass
@@ -92,6 +102,10 @@ def parse_fast(block: bytes) -> Headers | None:
         name = m.group(1).decode("ascii").lower()
         value = m.group(2).decode("ascii").strip(" \t")
         addrs: list[str] = []
+        if name in SIMPLE_VALUES:
+            simple = SIMPLE_VALUES[name].fullmatch(value)
+            if simple is None or name == "date" and not _real_day(*simple.groups()):
+                return None
         if name in ADDRESS_HEADERS and value:
             if PLAIN_LIST.fullmatch(value) is None:
                 return None
@@ -104,6 +118,14 @@ def parse_fast(block: bytes) -> Headers | None:
 
 
 INTERESTING = frozenset(RECORDED) | ADDRESS_HEADERS | {"content-type", "content-transfer-encoding"}
+
+
+def _real_day(day: str, month: str, year: str) -> bool:
+    """Does the month have that day (a date the email package would refuse)?"""
+    y = int(year)
+    leap = y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
+    days = [31, 29 if leap else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+    return 1 <= int(day) <= days["JanFebMarAprMayJunJulAugSepOctNovDec".index(month) // 3] and y >= 1900
 
 
 def _finish(out: Headers, found: dict[str, list[tuple[str, list[str]]]]) -> None:
@@ -134,16 +156,22 @@ def parse_email(block: bytes) -> Headers:
         return out
     out.defects.extend(_defect_text("message", d) for d in msg.defects)
     found: dict[str, list[tuple[str, list[str]]]] = {}
-    for key in msg.keys():
+    for key, raw_value in msg.raw_items():
         name = key.lower()
-        if name not in INTERESTING or name in found:
+        if name not in INTERESTING:
             continue
-        for header in msg.get_all(key) or ():
-            text, addrs, defects = _decode(header, name)
-            out.defects.extend(_defect_text(key, d) for d in defects)
-            found.setdefault(name, []).append((text, addrs))
+        header = msg.policy.header_fetch_parse(key, raw_value)
+        text, addrs, defects = _decode(header, name)
+        if name in AS_WRITTEN:
+            # the email package re-renders these; the entry keeps what was written
+            text = _utf8("".join(str(raw_value).splitlines())).strip(" \t")
+        out.defects.extend(_defect_text(key, d) for d in defects)
+        found.setdefault(name, []).append((text, addrs))
     _finish(out, found)
     return out
+
+
+AS_WRITTEN = frozenset(("date", "message-id", "content-type", "content-transfer-encoding"))
 
 
 def _decode(header: object, name: str) -> tuple[str, list[str], list[object]]:

@@ -33,6 +33,7 @@ class Raw:
     received: int = 0  # bytes received before the dot line (> size when truncated)
     after_dot: bytes = b""  # what followed a lone "." line (at most part_size bytes)
     after_dot_size: int = 0  # how much followed it in all
+    base: int = 0  # where the message starts in ``fd`` (a spool file has a header)
 
     @property
     def truncated(self) -> bool:
@@ -40,11 +41,11 @@ class Raw:
 
     def chunks(self, part_size: int) -> Iterator[bytes]:
         """The stored bytes, ``part_size`` at a time (one empty chunk for 0 B)."""
-        if self.fd is None:
+        if self.fd is None or self.size <= len(self.head):
             yield self.head
             return
         for offset in range(0, self.size, part_size):
-            yield os.pread(self.fd, min(part_size, self.size - offset), offset)
+            yield os.pread(self.fd, min(part_size, self.size - offset), self.base + offset)
 
     def read_all(self) -> bytes:
         """Every stored byte: only for messages known to be small."""
@@ -171,6 +172,19 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
+
+
+def from_fd(fd: int, base: int, size: int, part_size: int) -> Raw:
+    """A Raw for ``size`` bytes at ``base`` of an open file (a spool file).
+
+    The file is read once, a chunk at a time, for the digest; ``fd`` is
+    duplicated, so the caller keeps (and closes) its own.
+    """
+    digest = sha256()
+    for offset in range(0, size, READ_SIZE):
+        digest.update(os.pread(fd, min(READ_SIZE, size - offset), base + offset))
+    head = os.pread(fd, min(size, part_size), base)
+    return Raw(head=head, size=size, sha256=digest.hexdigest(), fd=os.dup(fd), received=size, base=base)
 
 
 def from_bytes(data: bytes, part_size: int) -> Raw:

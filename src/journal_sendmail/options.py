@@ -162,7 +162,11 @@ def parse(argv: list[str] | tuple[str, ...]) -> Invocation:
         pos = 1
         while pos < len(arg):
             letter = arg[pos]
-            opt, rest = _lookup(letter, arg[pos + 1:])
+            rest = arg[pos + 1:]
+            if letter in "bo" and not rest and i < len(args):
+                rest = args[i]  # -o i, -b m: the letters may follow
+                i += 1
+            opt, rest = _lookup(letter, rest)
             if letter in "bo":
                 # the sub-letters are the whole rest of the argument
                 _apply(opt, rest, state, recorded, ignored, arg)
@@ -201,8 +205,9 @@ def _apply(
     given: str,
 ) -> None:
     if opt.kind == REFUSE:
-        shown = given if opt.name.endswith("*") else opt.name
-        raise UsageError(f"option {shown} is not supported: {opt.doc}; journal-sendmail only stores mail")
+        if opt.name == "-b*":
+            raise UsageError(f"mode {given} is not supported; journal-sendmail only stores mail")
+        raise UsageError(f"option {opt.name} is not supported ({opt.doc}); journal-sendmail only stores mail")
     if opt.kind == IGNORE:
         ignored.append(given)
     elif opt.kind == RECORD:
