@@ -81,9 +81,10 @@ class Journald:
                     os.unlink(self.socket_path)
                 self.held = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
                 self.held.bind(self.socket_path)
+                os.chmod(self.socket_path, 0o666)  # as systemd-journald.socket: SocketMode=0666
             fd = self.held.fileno()
             pass_fds = (fd,)
-            args = ["sh", "-c", f'exec 3<&{fd}; LISTEN_PID=$$ LISTEN_FDS=1 exec "$@"', "sh", *args]
+            args = ["bash", "-c", f'exec 3<&{fd} {fd}<&-; LISTEN_PID=$$ LISTEN_FDS=1 exec "$@"', "bash", *args]
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(args, pass_fds=pass_fds, stdout=log, stderr=log)
         self._wait_ready()
