@@ -1,0 +1,49 @@
+"""The man pages are current with the code, and clean for groff."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+from journal_sendmail import config, record
+
+PAGES = sorted((ROOT / "man").glob("*.[158]"))
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_man_page_renders_without_warnings(page: Path) -> None:
+    p = subprocess.run(["man", "--warnings", "-E", "UTF-8", "-l", str(page)], capture_output=True,
+                       env={"PATH": "/usr/bin:/bin", "MANWIDTH": "80", "LC_ALL": "C.UTF-8"}, timeout=60)
+    assert p.returncode == 0 and p.stderr == b"", p.stderr.decode()
+
+
+def test_every_config_key_is_documented() -> None:
+    page = (ROOT / "man" / "journal-sendmail.conf.5").read_text()
+    for key in config.KEYS:
+        assert f".BR {key} " in page, key
+
+
+def _fields_written_by_the_sender() -> set[str]:
+    src = ROOT / "src" / "journal_sendmail"
+    names: set[str] = set()
+    for module in ("record.py", "spool.py", "options.py", "caller.py", "headers.py", "smtp.py"):
+        path = src / module
+        if path.exists():
+            names |= set(re.findall(r'"(MAIL_[A-Z0-9_]+)"', path.read_text()))
+    return names
+
+
+def test_every_field_is_documented() -> None:
+    page = (ROOT / "man" / "journal-sendmail.8").read_text().replace("\\-", "-")
+    missing = sorted(n for n in _fields_written_by_the_sender() if n not in page)
+    assert not missing, missing
+
+
+def test_every_message_id_is_documented() -> None:
+    page = (ROOT / "man" / "journal-sendmail.8").read_text()
+    for mid in (record.MSG_MAIL, record.MSG_PART, record.MSG_REFUSED, record.MSG_SPOOL):
+        assert mid[:8] in page, mid
