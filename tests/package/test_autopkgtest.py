@@ -1,0 +1,35 @@
+"""debian/tests through autopkgtest's null runner, on this machine, against
+the installed package (tests/run installs the .deb first)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pkgcheck import ROOT, SANE_PATH, run
+
+
+def installed_md5sums() -> str:
+    path = Path("/var/lib/dpkg/info/journal-sendmail.md5sums")
+    return path.read_text() if path.exists() else ""
+
+
+def test_autopkgtest(deb: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The null runner installs "@" with apt, which keeps an installed package
+    # of the same version even when it was built from other files; then the
+    # tests would check that one instead of the .deb under test.
+    shipped = run(["dpkg-deb", "--info", str(deb), "md5sums"]).stdout
+    if installed_md5sums() != shipped:
+        pytest.fail(f"the installed journal-sendmail is not {deb}: install it first "
+                    f"(apt-get install --reinstall {deb})", pytrace=False)
+    out = tmp_path / "autopkgtest"
+    p = run(
+        ["autopkgtest", f"--env=PATH={SANE_PATH}", f"--output-dir={out}",
+         str(deb), f"{ROOT}/", "--", "null"],
+        timeout=900, check=False,
+    )
+    summary = (out / "summary").read_text() if (out / "summary").exists() else "(no summary)"
+    with capsys.disabled():
+        print(f"\nautopkgtest summary:\n{summary.rstrip()}")
+    if p.returncode != 0:
+        pytest.fail(f"autopkgtest exited with {p.returncode}:\n{p.stdout}", pytrace=False)

@@ -1,0 +1,79 @@
+"""What the built .deb holds, checked without installing it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from pkgcheck import ROOT, run
+
+IDS = (
+    "4cf50392e5a34635904ffaeffb43b172",
+    "aa12d80295f04539a057a77642e355d5",
+    "23042c0ef8f74902814ee4284e0a5521",
+    "963c70d77fdb45678cf8479f3cbe9fdf",
+)
+
+
+@pytest.fixture(scope="module")
+def unpacked(deb: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("unpacked")
+    run(["dpkg-deb", "-R", str(deb), str(d)])
+    return d
+
+
+def test_launcher_keeps_its_shebang_and_path(unpacked: Path) -> None:
+    """dh_python3 must not rewrite "/usr/bin/python3 -IS" (start-up time,
+    no site, no environment) nor drop the dist-packages line."""
+    text = (unpacked / "usr/sbin/journal-sendmail").read_text()
+    assert text.splitlines()[0] == "#!/usr/bin/python3 -IS", text
+    assert 'sys.path.append("/usr/lib/python3/dist-packages")' in text, text
+    assert text == (ROOT / "bin/journal-sendmail").read_text()
+
+
+def test_modes_and_conffiles(deb: Path) -> None:
+    listing = run(["dpkg-deb", "-c", str(deb)]).stdout
+    assert re.search(r"^drwx-wx-wt root/root .* \./var/spool/journal-sendmail/$", listing, re.M), listing
+    assert re.search(r"^-rwxr-xr-x root/root .* \./usr/sbin/journal-sendmail$", listing, re.M), listing
+    assert not re.search(r"^\S*[sS]", listing, re.M), "no setuid or setgid file: " + listing
+
+
+def test_conffiles(unpacked: Path) -> None:
+    assert (unpacked / "DEBIAN/conffiles").read_text().split() == [
+        "/etc/journal-sendmail.conf",
+        "/etc/logrotate.d/journal-sendmail",
+    ]
+
+
+def test_units_flusher_started_exporter_not(unpacked: Path) -> None:
+    """Which units get enabled is checked on a real install (test_exim4)."""
+    units = sorted(p.name for p in (unpacked / "lib/systemd/system").iterdir())
+    assert units == [
+        "journal-sendmail-export.service",
+        "journal-sendmail-flush.path",
+        "journal-sendmail-flush.service",
+    ]
+    postinst = (unpacked / "DEBIAN/postinst").read_text()
+    started = set(re.findall(r"deb-systemd-invoke \$_dh_action '?([\w.-]+)", postinst))
+    assert started == {"journal-sendmail-flush.path"}, postinst
+    # Enabled by the admin or not, the exporter is disabled again on purge.
+    assert "journal-sendmail-export.service" in (unpacked / "DEBIAN/postrm").read_text()
+
+
+def test_catalog_is_accepted_by_journalctl(unpacked: Path) -> None:
+    """journalctl --update-catalog fails on a malformed file, and the dpkg
+    trigger with it: build the database from the package alone."""
+    run(["journalctl", f"--root={unpacked}", "--update-catalog"])
+    listed = run(["journalctl", f"--root={unpacked}", "--list-catalog"]).stdout
+    for message_id in IDS:
+        assert re.search(rf"^{message_id} journal-sendmail: \S", listed, re.M), listed
+    text = run(["journalctl", f"--root={unpacked}", "--dump-catalog", IDS[0]]).stdout
+    assert "@MAIL_ID@" in text, text
+
+
+def test_version_agrees_with_the_module(deb: Path) -> None:
+    version = run(["dpkg-deb", "-f", str(deb), "Version"]).stdout.strip()
+    init = (ROOT / "src/journal_sendmail/__init__.py").read_text()
+    assert f'__version__ = "{version}"' in init, (
+        f"debian/changelog says {version}, src/journal_sendmail/__init__.py does not")
