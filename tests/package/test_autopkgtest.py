@@ -33,3 +33,13 @@ def test_autopkgtest(deb: Path, tmp_path: Path, capsys: pytest.CaptureFixture[st
         print(f"\nautopkgtest summary:\n{summary.rstrip()}")
     if p.returncode != 0:
         pytest.fail(f"autopkgtest exited with {p.returncode}:\n{p.stdout}", pytrace=False)
+
+
+def test_installed_suite_depends_on_every_caller() -> None:
+    """debian/tests/control must install what tests/callers exercises."""
+    control = (ROOT / "debian/tests/control").read_text()
+    stanza = next(s for s in control.split("\n\n") if "Tests: installed-suite" in s)
+    depends = stanza.split("Depends:", 1)[1].split("Restrictions:", 1)[0]
+    listed = {d.strip() for d in depends.split(",") if d.strip()}
+    callers = (ROOT / "tests/callers/apt-deps.txt").read_text().split()
+    assert not set(callers) - listed, f"add to debian/tests/control: {sorted(set(callers) - listed)}"
