@@ -8,7 +8,7 @@ import subprocess
 from collections.abc import Callable
 
 import pytest
-from callerkit import User, argv, body, private_dir, wait_exit
+from callerkit import SENDMAIL, User, argv, body, private_dir, wait_exit
 
 OUTPUT = b"at job output\n.\nafter a lone dot\n"
 JOB = b"printf 'at job output\\n.\\nafter a lone dot\\n'\n"
@@ -33,8 +33,7 @@ def test_at_job_mail(mode: str, user: User, mails: Callable[..., list[dict]]) ->
         finally:
             wait_exit(atd)
 
-    assert argv(entry)[1:] == ["-i", user.name]
-    assert argv(entry)[0].endswith("sendmail")
+    assert argv(entry) == [SENDMAIL, "-i", user.name]
     assert entry["MAIL_RCPT"] == user.name.encode()
     assert entry["MAIL_ENVELOPE_FROM"] == user.name.encode()
     assert entry["MAIL_SUBJECT"].startswith(b"Output from your job ")
