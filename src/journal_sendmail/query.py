@@ -305,7 +305,7 @@ def journal_files(source: Source) -> list[str]:
 def readability(source: Source, access: Callable[[str], bool] | None = None) -> tuple[list[str], list[str]]:
     """(readable, unreadable) journal files of ``source`` for this process."""
     can = access or (lambda p: os.access(p, os.R_OK))
-    files = journal_files(source)
+    files = [f for f in journal_files(source) if os.path.exists(f)]
     return [f for f in files if can(f)], [f for f in files if not can(f)]
 
 

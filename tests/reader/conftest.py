@@ -1,104 +1,27 @@
-"""Fixtures for journal-mail: the reader run as a real program, mail sent through the real sendmail."""
+"""Fixtures for journal-mail; the helpers are in readerkit.py (``conftest`` is tests/conftest.py's name)."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from subprocess import CompletedProcess
 
 import pytest
 
-import harness  # put on sys.path by tests/conftest.py
-
-ROOT = Path(__file__).resolve().parents[2]
-SRC = ROOT / "src"
-INSTALLED = os.environ.get("JOURNAL_SENDMAIL_UNDER_TEST") == "installed"
-DATA = ROOT / "tests" / "data" / "reader"
-USER_UID = 4242  # an ordinary uid (>= 1000, no passwd entry needed): journald gives it its own file
-
-if str(SRC) not in sys.path and not INSTALLED:
-    sys.path.insert(0, str(SRC))
-
-READER = (
-    ["/usr/bin/journal-mail"]
-    if INSTALLED
-    else [
-        "/usr/bin/python3",
-        "-c",
-        f"import sys; sys.path.insert(0, {str(SRC)!r}); from journal_sendmail.reader_cli import entry; entry()",
-    ]
-)
-ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
-
-
-def as_user(uid: int) -> list[str]:
-    return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
-
-
-def run_jm(*args: str, user: int | None = None, env: dict[str, str] | None = None, **kw: Any) -> subprocess.CompletedProcess[bytes]:
-    """journal-mail ARGS, to completion, output captured."""
-    prefix = as_user(user) if user is not None else []
-    return subprocess.run(
-        [*prefix, *READER, *args], capture_output=True, env={**ENV, **(env or {})}, timeout=120, **kw
-    )
-
-
-def spawn_jm(*args: str, env: dict[str, str] | None = None, **kw: Any) -> subprocess.Popen[bytes]:
-    """journal-mail ARGS in the background (follow)."""
-    return subprocess.Popen([*READER, *args], env={**ENV, **(env or {})}, **kw)
+sys.path.insert(0, str(Path(__file__).parent))
+import harness
+import readerkit
 
 
 @pytest.fixture
-def jm() -> Callable[..., subprocess.CompletedProcess[bytes]]:
-    return run_jm
-
-
-def ok(proc: subprocess.CompletedProcess[bytes]) -> bytes:
-    assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr.decode(errors='replace')}"
-    return proc.stdout
-
-
-def records(proc: subprocess.CompletedProcess[bytes]) -> list[dict[str, Any]]:
-    """The JSON lines of a journal-mail run that must succeed."""
-    return [json.loads(line) for line in ok(proc).decode().splitlines()]
-
-
-def message(subject: str, body: str = "hello\n", to: str = "root", extra: str = "") -> bytes:
-    return f"From: tester@example.org\nTo: {to}\nSubject: {subject}\n{extra}\n{body}".encode()
-
-
-def wait_until(cond: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def flush_to_persistent(j: harness.Journald) -> None:
-    """Make journald write to /var/log/journal, where it keeps user-UID.journal files."""
-    ns = [f"--namespace={j.namespace}"] if j.namespace else []
-    subprocess.run(["journalctl", *ns, "--flush"], check=True, timeout=30)
+def jm() -> Callable[..., CompletedProcess[bytes]]:
+    """Run journal-mail (the source tree, or the installed one) to completion."""
+    return readerkit.run_jm
 
 
 @pytest.fixture
 def persistent_journald(journald: harness.Journald) -> Iterator[harness.Journald]:
-    """The ``journald`` fixture, flushed to persistent storage (per-user files)."""
-    flush_to_persistent(journald)
+    """The ``journald`` fixture, flushed to /var/log/journal (where per-user files live)."""
+    readerkit.flush_to_persistent(journald)
     yield journald
-
-
-def write_entry(fields: list[tuple[str, bytes]], socket: str = harness.SOCKET) -> None:
-    """One entry written in-process with the project's own native-protocol sender."""
-    from journal_sendmail import journal, record
-
-    sink = journal.Journal(socket, 10)
-    try:
-        sink.send(record.encode(fields))
-    finally:
-        sink.close()

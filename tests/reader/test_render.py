@@ -10,10 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
-DATA = Path(__file__).resolve().parents[1] / "data" / "reader"
 
 from journal_sendmail import query, reader_cli, render
 from journal_sendmail.query import Filters, MailEntry
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "reader"
 
 
 def entry(**kw: object) -> MailEntry:
@@ -115,7 +116,8 @@ def test_show_strips_terminal_escapes() -> None:
 
 
 def test_show_envelope_part() -> None:
-    text = render.show_text(entry(spooled=True, spool_uid=33, submitted_at="2026-11-20T10:00:00Z"), b"Subject: x\n\nb\n")
+    e = entry(spooled=True, spool_uid=33, submitted_at="2026-11-20T10:00:00Z")
+    text = render.show_text(e, b"Subject: x\n\nb\n")
     for w in ("Mail-Id: 0123456789abcdef0123456789abcdef", "User: 0 (root)", "Caller: cron [77]", "Spooled: yes"):
         assert w in text
 
