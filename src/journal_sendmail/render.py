@@ -123,7 +123,7 @@ def layout(width: int | None) -> list[tuple[int, int]]:
 
     while True:
         ws = {i: COLUMNS[i].max for i in cols}
-        ws[len(COLUMNS) - 1] = COLUMNS[-1].min
+        ws[len(COLUMNS) - 1] = max(COLUMNS[-1].min, width // 4)  # the subject keeps a quarter
         # shrink the flexible columns, widest first, down to their minimum
         while total(ws) > width:
             flexible = [i for i in ws if ws[i] > COLUMNS[i].min]
