@@ -5,6 +5,7 @@ installed package is untouched."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -12,6 +13,12 @@ import pytest
 from pkgcheck import in_chroot, run
 
 LINKS = ("/usr/sbin/sendmail", "/usr/lib/sendmail", "/usr/bin/mailq", "/usr/bin/newaliases")
+# Enabled on install?  The exporter is opt-in.
+UNITS = {
+    "journal-sendmail-flush.path": True,
+    "journal-sendmail-flush.service": True,
+    "journal-sendmail-export.service": False,
+}
 
 
 def status(root: Path, package: str) -> str:
@@ -35,6 +42,11 @@ def our_paths(deb: Path) -> list[str]:
     return paths
 
 
+def wanted_by(root: Path, unit: str) -> list[str]:
+    text = (root / "lib/systemd/system" / unit).read_text()
+    return [t for line in re.findall(r"^WantedBy=(.*)$", text, re.M) for t in line.split()]
+
+
 def exists(root: Path, path: str) -> bool:
     return os.path.lexists(str(root) + path)
 
@@ -55,8 +67,12 @@ def test_takes_over_from_exim4_and_gives_way_again(deb: Path, chroot: Path) -> N
         assert resolve(root, link) == "/usr/sbin/journal-sendmail", (link, out)
     query = in_chroot(root, "update-alternatives --query sendmail").stdout
     assert "Value: /usr/sbin/journal-sendmail" in query, query
-    assert exists(root, "/etc/systemd/system/paths.target.wants/journal-sendmail-flush.path")
-    assert not exists(root, "/etc/systemd/system/multi-user.target.wants/journal-sendmail-export.service")
+    targets = {unit: wanted_by(root, unit) for unit in UNITS}
+    for unit, enabled in UNITS.items():
+        assert targets[unit] or not enabled, f"{unit} has no WantedBy= to be enabled by"
+        for target in targets[unit]:
+            link = f"/etc/systemd/system/{target}.wants/{unit}"
+            assert exists(root, link) == enabled, (link, out)
     # No journald in the chroot: the mail goes to the spool, exit 0.
     in_chroot(root, "printf 'To: root\\nSubject: chroot\\n\\nspooled\\n' | sendmail -t -i && mailq && newaliases")
     assert os.listdir(root / "var/spool/journal-sendmail"), "sendmail did not spool without a journal"
@@ -66,7 +82,7 @@ def test_takes_over_from_exim4_and_gives_way_again(deb: Path, chroot: Path) -> N
     assert status(root, "journal-sendmail") == "", out
     left = [p for p in (*LINKS, "/etc/alternatives/sendmail", "/var/lib/dpkg/alternatives/sendmail",
                         "/var/spool/journal-sendmail", "/var/log/journal-sendmail",
-                        "/etc/systemd/system/paths.target.wants/journal-sendmail-flush.path",
+                        *(f"/etc/systemd/system/{t}.wants/{u}" for u in UNITS for t in targets[u]),
                         *our_paths(deb)) if exists(root, p)]
     assert not left, f"left after purge: {left}\n{out}"
 
