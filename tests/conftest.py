@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,15 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 import harness  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent.parent
-SRC = ROOT / "src"
-DATA = Path(__file__).parent / "data"
-LAUNCHER = ROOT / "bin" / "journal-sendmail"
-# JOURNAL_SENDMAIL_UNDER_TEST=installed tests /usr/sbin/journal-sendmail and
-# the installed Python package instead of the source tree.
-INSTALLED = os.environ.get("JOURNAL_SENDMAIL_UNDER_TEST") == "installed"
-IS_ROOT = os.geteuid() == 0
+from support import INSTALLED, IS_ROOT, LAUNCHER, SRC, run_sendmail  # noqa: E402
 
 if IS_ROOT:
     harness.enter_private_namespace()
@@ -71,25 +62,6 @@ def bindir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
-def run_sendmail(
-    bindir: Path,
-    args: list[str],
-    data: bytes = b"",
-    name: str = "sendmail",
-    env: dict[str, str] | None = None,
-    timeout: float = 60,
-    **kw: object,
-) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [str(bindir / name), *args],
-        input=data,
-        capture_output=True,
-        env=env if env is not None else {"PATH": "/usr/bin:/bin"},
-        timeout=timeout,
-        **kw,  # type: ignore[arg-type]
-    )
-
-
 @pytest.fixture
 def sendmail(bindir: Path):  # type: ignore[no-untyped-def]
     def run(args: list[str], data: bytes = b"", **kw: object) -> subprocess.CompletedProcess[bytes]:
@@ -111,7 +83,6 @@ def config_file(tmp_path: Path):  # type: ignore[no-untyped-def]
     return make
 
 
-__all__ = ["harness", "run_sendmail", "DATA", "ROOT", "SRC", "INSTALLED", "shutil"]
 
 
 

@@ -126,6 +126,15 @@ class Journald:
             self.proc.wait(timeout=10)
         self.proc = None
 
+    def terminate(self) -> None:
+        """Stop journald with SIGTERM, as systemd does on a restart; the held
+        socket, and what senders queue on it meanwhile, stays."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGCONT)
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGCONT)

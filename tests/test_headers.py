@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import DATA
+from support import DATA
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -130,7 +130,7 @@ TEXTS = [
 
 @pytest.mark.parametrize(("name", "text"), TEXTS)
 def test_readable_text(name: str, text: str | None) -> None:
-    from conftest import DATA
+    from support import DATA
 
     from journal_sendmail import headers
 

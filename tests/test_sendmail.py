@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import DATA, run_sendmail
+from support import DATA, run_sendmail
 from harness import Journald, one
 
 from journal_sendmail import __version__

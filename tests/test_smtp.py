@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import harness
+import harness
 
 from journal_sendmail import smtp
 from journal_sendmail.errors import SpoolError

@@ -7,16 +7,20 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Callable
 
 from . import __version__
 from .config import Config
 from .errors import EX_OK, EX_SOFTWARE, EX_USAGE, JournalSendmailError, UsageError
 from .options import Invocation
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+
 PROG = "journal-sendmail"
 
-USAGE = f"""usage: sendmail [options] [--] [recipient ...]
+USAGE = """usage: sendmail [options] [--] [recipient ...]
   -t            take recipients from To, Cc and Bcc too
   -i, -oi       a line with only a dot does not end the message
   -f sender     envelope sender            -F name   sender's full name
@@ -175,10 +179,9 @@ def flush(inv: Invocation, cfg: Config) -> int:
 
 
 def smtp(inv: Invocation, cfg: Config) -> int:
-    from dataclasses import replace
-
     from . import deliver, message
     from . import smtp as session
+    from .struct import replace
 
     def store(env: session.Envelope, raw: message.Raw, refused: str | None) -> str | None:
         envelope = replace(inv, recipients=tuple(env.recipients), sender=env.sender, extract=False)

@@ -1,4 +1,4 @@
-"""Configuration: /etc/journal-sendmail.conf read once into a frozen dataclass.
+"""Configuration: /etc/journal-sendmail.conf read once into a frozen record.
 
 Nothing else in the program reads configuration files.
 """
@@ -6,10 +6,14 @@ Nothing else in the program reads configuration files.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields, replace
-from typing import Callable
 
 from .errors import ConfigError
+from .struct import fields, record, replace
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 
 DEFAULT_PATH = "/etc/journal-sendmail.conf"
 ENV_PATH = "JOURNAL_SENDMAIL_CONFIG"
@@ -27,7 +31,7 @@ FACILITIES = (
 )
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Config:
     """Every setting of the program, with its production default."""
 
@@ -187,4 +191,4 @@ def load(
     return parse(text, target)
 
 
-KEYS = tuple(f.name for f in fields(Config) if f.name != "path")
+KEYS = tuple(name for name in fields(Config) if name != "path")

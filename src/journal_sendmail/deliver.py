@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
 
 from .config import Config
 from .errors import JournalError, SpoolError
 from .message import Raw
 from .options import Invocation
 from .record import Fields
+from .struct import field, record
 
 
-@dataclass
+@record
 class Submission:
     """One message handed to us, with what is known about its submission."""
 
@@ -28,7 +28,7 @@ class Submission:
     extra: Fields = field(default_factory=list)
 
     @classmethod
-    def now(cls, inv: Invocation, raw: Raw, refused: str | None = None, extra: Fields | None = None) -> "Submission":
+    def now(cls, inv: Invocation, raw: Raw, refused: str | None = None, extra: Fields | None = None) -> Submission:
         """A submission made by this process, now."""
         from .caller import caller_fields, login_name
 
@@ -57,7 +57,8 @@ def store(sub: Submission, cfg: Config) -> None:
     rcpts = record.recipients(sub.inv.recipients, hdrs.header_recipients, sub.inv.extract)
     if not rcpts and sub.refused is None:
         sub.refused = "no recipients"
-    text, text_defects = None, []
+    text: str | None = None
+    text_defects: list[str] = []
     if cfg.store_text and raw.size <= cfg.part_size:
         text, text_defects = message.readable_text(raw.head, hdrs.content)
     mail = record.Mail(

@@ -10,19 +10,21 @@ deadline, and hands entries too big for one datagram over in a sealed memfd
 
 from __future__ import annotations
 
+import _socket
 import errno
 import os
 import time
-from typing import TYPE_CHECKING, Callable, Iterable
-
-import _socket
 
 from .errors import JournalError
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
     from .record import Fields
 
-Sender = Callable[[bytes], None]
+    Sender = Callable[[bytes], None]
+
 
 # Past this a datagram is likely refused (net.core.wmem_default); go to memfd.
 DATAGRAM_MAX = 200 * 1024
@@ -101,7 +103,7 @@ class Journal:
             self.sock = None
 
 
-def write_mail(send: "Sender", fields: "Fields", parts: "Iterable[Fields]") -> None:
+def write_mail(send: Sender, fields: Fields, parts: Iterable[Fields]) -> None:
     """Write the part entries, then the message entry that commits them.
 
     The message entry goes last: a reader that sees it knows every part is

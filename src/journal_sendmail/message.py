@@ -9,8 +9,15 @@ message is still there for the spool if the journal fails half way.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Callable, Iterator
+
+from .struct import record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    Reader = Callable[[int], bytes]
+
 
 try:  # the C module directly: hashlib's start-up costs ~2.5 ms
     from _sha256 import sha256  # type: ignore[import-not-found,unused-ignore]
@@ -19,10 +26,8 @@ except ImportError:  # pragma: no cover - Python 3.12 renamed it
 
 READ_SIZE = 256 * 1024
 
-Reader = Callable[[int], bytes]
 
-
-@dataclass
+@record
 class Raw:
     """The message bytes as received, and what followed a lone dot line."""
 
@@ -206,11 +211,10 @@ PLAIN_CHARSETS = ("", "us-ascii", "utf-8", "utf8")
 
 def body_of(raw: bytes) -> bytes:
     """The bytes after the header block (after the first empty line)."""
-    for sep in (b"\n\n", b"\r\n\r\n", b"\n\r\n"):
-        if raw.startswith(sep[1:]):
-            return raw[len(sep) - 1:]
-    ends = [i + len(sep) for sep in (b"\n\n", b"\n\r\n") if (i := raw.find(sep)) >= 0]
-    return raw[min(ends):] if ends else b""
+    from .headers import header_end
+
+    end = header_end(raw)
+    return b"" if end is None else raw[end:]
 
 
 def readable_text(raw: bytes, content: dict[str, str]) -> tuple[str | None, list[str]]:

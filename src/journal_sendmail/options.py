@@ -11,10 +11,8 @@ the first non-option ends the options.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import NamedTuple
-
 from .errors import UsageError
+from .struct import record
 
 HONOUR, RECORD, IGNORE, REFUSE = "honoured", "recorded", "ignored", "refused"
 
@@ -24,7 +22,8 @@ VALUE = "value"  # attached or the next argument: -fX, -f X
 OPTIONAL = "optional"  # only attached, may be empty: -q, -q30m, -d, -d0.1
 
 
-class Option(NamedTuple):
+@record(frozen=True)
+class Option:
     """One row of the table."""
 
     name: str  # as written: "-t", "-bs", "-o*" (any other -o letters)
@@ -36,7 +35,7 @@ class Option(NamedTuple):
 
 OPTIONS: tuple[Option, ...] = (
     # honoured
-    Option("-t", HONOUR, FLAG, "extract", "take recipients from To, Cc and Bcc (or Resent-*), united with the arguments"),
+    Option("-t", HONOUR, FLAG, "extract", "recipients from To, Cc, Bcc (or Resent-*) too, united with the arguments"),
     Option("-i", HONOUR, FLAG, "ignore_dots", "a line with only a dot does not end the message"),
     Option("-oi", HONOUR, FLAG, "ignore_dots", "same as -i"),
     Option("-f", HONOUR, VALUE, "sender", "envelope sender"),
@@ -95,7 +94,7 @@ MODES_BY_NAME = {"mailq": "mailq", "newaliases": "newaliases", "runq": "flush"}
 PROGRAM_NAMES = ("sendmail", "mailq", "newaliases", "runq", "journal-sendmail")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Invocation:
     """What the command line asks for."""
 
@@ -109,7 +108,7 @@ class Invocation:
     verbose: bool = False
     recipients: tuple[str, ...] = ()
     recorded: tuple[tuple[str, str], ...] = ()
-    ignored: tuple[str, ...] = field(default=())
+    ignored: tuple[str, ...] = ()
 
 
 def program_name(argv0: str) -> str:

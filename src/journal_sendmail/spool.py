@@ -23,19 +23,27 @@ import errno
 import os
 import stat
 import time
-from typing import Any, Callable
 
 from .config import Config
 from .errors import EX_OK, EX_TEMPFAIL, JournalError, SpoolError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    from .deliver import Submission
+    from .message import Raw
+
+    Out = Callable[[str], None]
+
 
 MAGIC = b"JOURNAL-SENDMAIL-SPOOL 1\n"
 QUARANTINE = ".quarantine"
 META_MAX = 1 << 20  # the JSON line may not be longer than this
 
-Out = Callable[[str], None]
 
-
-def write(sub: Any, cfg: Config, reason: str) -> str:
+def write(sub: Submission, cfg: Config, reason: str) -> str:
     """Write the submission to the spool; return the file's name."""
     import base64
     import json
@@ -83,7 +91,7 @@ def write(sub: Any, cfg: Config, reason: str) -> str:
     return name
 
 
-def _envelope(sub: Any) -> dict[str, Any]:
+def _envelope(sub: Submission) -> dict[str, Any]:
     """Sender and recipients as the sender saw them (for mailq only)."""
     from . import headers, record
 
@@ -211,7 +219,7 @@ def _read_meta(fd: int, size: int) -> tuple[dict[str, Any], int]:
     return meta, end + 1
 
 
-def _submission(meta: dict[str, Any], raw: Any, owner: int) -> Any:
+def _submission(meta: dict[str, Any], raw: Raw, owner: int) -> Submission:
     """Rebuild the submission; who sent it comes from the file's owner only."""
     import base64
 

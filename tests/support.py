@@ -1,0 +1,40 @@
+"""Paths and helpers shared by the tests (conftest.py holds the fixtures).
+
+Test modules import from here, not from conftest: every test directory may
+have a conftest of its own, and they would shadow each other.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SRC = ROOT / "src"
+DATA = Path(__file__).parent / "data"
+LAUNCHER = ROOT / "bin" / "journal-sendmail"
+# JOURNAL_SENDMAIL_UNDER_TEST=installed tests /usr/sbin/journal-sendmail and
+# the installed Python package instead of the source tree.
+INSTALLED = os.environ.get("JOURNAL_SENDMAIL_UNDER_TEST") == "installed"
+IS_ROOT = os.geteuid() == 0
+
+
+def run_sendmail(
+    bindir: Path,
+    args: list[str],
+    data: bytes = b"",
+    name: str = "sendmail",
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+    **kw: object,
+) -> subprocess.CompletedProcess[bytes]:
+    """Run the program under test as ``name`` from ``bindir``, data on stdin."""
+    return subprocess.run(
+        [str(bindir / name), *args],
+        input=data,
+        capture_output=True,
+        env=env if env is not None else {"PATH": "/usr/bin:/bin"},
+        timeout=timeout,
+        **kw,  # type: ignore[arg-type]
+    )
