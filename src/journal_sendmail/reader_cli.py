@@ -598,6 +598,12 @@ def cmd_follow(args: argparse.Namespace, io: Io) -> int:
     )
     try:
         for e in stream:
+            # Signal handlers run as soon as the reader returns, so a mail that
+            # arrives after logrotate's SIGHUP already goes to the new file.
+            if flags.reopen and out is not None and out.path is not None:
+                commit()
+                out.reopen()
+                flags.reopen = False
             if e is not None:
                 writer.write(e)
                 last = e.cursor
@@ -605,10 +611,6 @@ def cmd_follow(args: argparse.Namespace, io: Io) -> int:
                     commit()
             else:
                 commit()
-            if flags.reopen and out is not None and out.path is not None:
-                commit()
-                out.reopen()
-                flags.reopen = False
             if flags.stop:
                 break
     finally:
