@@ -8,13 +8,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from pkgcheck import BASE_TARBALL, CACHE, SUITE, find_mirror, run  # noqa: E402
+from pkgcheck import BASE_TARBALL, CACHE, SUITE, find_mirror, run
 
 
 @pytest.fixture(scope="session")

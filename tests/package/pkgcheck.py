@@ -22,17 +22,16 @@ BASE_TARBALL = CACHE / f"{SUITE}-base.tar.gz"
 
 
 def run(
-    cmd: list[str], *, timeout: float = 300, check: bool = True, tail: int = 0, **kw: object
+    cmd: list[str], *, timeout: float = 300, check: bool = True, tail: int = 0, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run ``cmd`` with the sane PATH; on failure, fail with its output
     (the last ``tail`` lines of it when ``tail`` is given)."""
-    env = dict(kw.pop("env", None) or os.environ)  # type: ignore[call-overload]
-    env["PATH"] = SANE_PATH
+    env = dict(os.environ, PATH=SANE_PATH)
     env.setdefault("DEBIAN_FRONTEND", "noninteractive")
     start = time.monotonic()
     p = subprocess.run(
-        cmd, env=env, text=True, errors="replace", timeout=timeout,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kw,  # type: ignore[call-overload]
+        cmd, env=env, cwd=cwd, text=True, errors="replace", timeout=timeout,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     if check and p.returncode != 0:
         lines = p.stdout.splitlines()
@@ -51,10 +50,10 @@ def find_mirror() -> str | None:
     files = sorted(glob.glob("/etc/apt/sources.list.d/*.sources"))
     for f in files:
         for stanza in re.split(r"\n\s*\n", Path(f).read_text()):
-            fields = dict(
-                (m.group(1).lower(), m.group(2).split())
+            fields: dict[str, list[str]] = {
+                m.group(1).lower(): m.group(2).split()
                 for m in re.finditer(r"^([A-Za-z-]+):\s*(.*)$", stanza, re.M)
-            )
+            }
             if "deb" in fields.get("types", ()) and SUITE in fields.get("suites", ()) and fields.get("uris"):
                 return fields["uris"][0]
     lists = ["/etc/apt/sources.list", *sorted(glob.glob("/etc/apt/sources.list.d/*.list"))]
