@@ -57,6 +57,22 @@ def plain_list(value: str) -> list[str] | None:
     return tokens if all(_plain_address(t) for t in tokens) else None
 
 
+_COMMENT_CHARS = frozenset(chr(c) for c in range(32, 127)) - set('()\\"')
+_PHRASE_CHARS = _ATOM_CHARS | {" "}
+
+
+def _simple_from(value: str) -> bool:
+    """``addr``, ``addr (Full Name)`` (cron's) or ``Full Name <addr>``."""
+    if value.endswith(")") and " (" in value:
+        addr, _, comment = value[:-1].partition(" (")
+        return _plain_address(addr.rstrip(" ")) and _COMMENT_CHARS.issuperset(comment)
+    if value.endswith(">") and " <" in value:
+        phrase, _, addr = value[:-1].rpartition(" <")
+        words = phrase.split(" ")
+        return all(words) and _PHRASE_CHARS.issuperset(phrase) and "@" in addr and _plain_address(addr)
+    return _plain_address(value)
+
+
 def _number(text: str, low: int, high: int, width: tuple[int, ...]) -> bool:
     return len(text) in width and text.isascii() and text.isdigit() and low <= int(text) <= high
 
@@ -209,12 +225,13 @@ def parse_fast(block: bytes) -> Headers | None:
         if name in SIMPLE_VALUES and not SIMPLE_VALUES[name](value):
             return None
         addrs: list[str] = []
-        if name in ADDRESS_HEADERS and value:
+        if name == "from" and value and _simple_from(value):
+            pass  # recorded as written; From gives no recipients
+        elif name in ADDRESS_HEADERS and value:
             found_addrs = plain_list(value)
             if found_addrs is None:
                 return None
             addrs = found_addrs
-            value = ", ".join(addrs)
         if name in INTERESTING:
             found.setdefault(name, []).append((value, addrs))
     _finish(out, found)
@@ -258,13 +275,26 @@ def parse_email(block: bytes) -> Headers:
             continue
         header = msg.policy.header_fetch_parse(key, raw_value)  # type: ignore[no-untyped-call]
         text, addrs, defects = _decode(header, name)
-        if name in AS_WRITTEN:
-            # the email package re-renders these; the entry keeps what was written
-            text = _utf8("".join(str(raw_value).splitlines())).strip(" \t")
+        if name in AS_WRITTEN or name in ADDRESS_HEADERS:
+            # the email package re-renders these (dropping comments, requoting);
+            # the entry keeps what was written, with encoded words decoded
+            text = _as_written(str(raw_value), name)
         out.defects.extend(_defect_text(key, d) for d in defects)
         found.setdefault(name, []).append((text, addrs))
     _finish(out, found)
     return out
+
+
+def _as_written(raw_value: str, name: str) -> str:
+    text = _utf8("".join(raw_value.splitlines())).strip(" \t")
+    if "=?" in text and name in ADDRESS_HEADERS:
+        from email.header import decode_header, make_header
+
+        try:
+            text = str(make_header(decode_header(text)))
+        except Exception:  # undecodable words stay as written
+            pass
+    return text
 
 
 AS_WRITTEN = frozenset(("date", "message-id", "content-type", "content-transfer-encoding"))

@@ -37,7 +37,15 @@ def field(*, default_factory: Callable[[], T]) -> T:
 
 @dataclass_transform(field_specifiers=(field,))
 def record(cls: C | None = None, *, frozen: bool = False) -> Any:
-    """Make ``cls`` a record of its annotated fields (``frozen=True``: immutable)."""
+    """Make ``cls`` a record of its annotated fields (``frozen=True``: immutable).
+
+    >>> @record(frozen=True)
+    ... class Point:
+    ...     x: int
+    ...     y: int = 2
+    >>> Point(1), Point(1) == Point(1, 2), replace(Point(1), y=3)
+    (Point(x=1, y=2), True, Point(x=1, y=3))
+    """
 
     def wrap(cls: C) -> C:
         names = tuple(n for n in cls.__dict__.get("__annotations__", {}) if not n.startswith("_"))  # noqa: RUF063 - no inspect
