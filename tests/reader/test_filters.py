@@ -76,9 +76,11 @@ def corpus(bindir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[C
         cron = tmp / "cron"  # a caller whose comm is "cron"
         cron.symlink_to("/bin/sh")
         tmp.chmod(0o755)
+        m2 = tmp / "m2.eml"
+        m2.write_bytes(mail(2, "Cron <root@vm> backup", "backup done\n"))
         results = [
             send(bindir, ["-f", "alice@example.org", "root"], mail(1, "disk report", "the disk is full\n")),
-            send(bindir, [], b"", prefix=[str(cron), "-c", f"{bindir}/sendmail -i ops@example.org < {DATA_M2}; true"]),
+            send(bindir, [], b"", prefix=[str(cron), "-c", f"{bindir}/sendmail -i ops@example.org < {m2}; true"]),
             send(bindir, ["root"], mail(3, "user mail"), prefix=as_user(USER_UID)),
         ]
         time.sleep(0.05)
@@ -112,7 +114,6 @@ def corpus(bindir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[C
         local.stop()
 
 
-DATA_M2 = "/tmp/journal-mail-m2.eml"
 M4 = mail(
     4,
     "=?utf-8?q?Gr=C3=BC=C3=9Fe?=",
@@ -120,14 +121,6 @@ M4 = mail(
     "To: a@example.org, b@example.org\nContent-Type: text/plain; charset=utf-8\n"
     "Content-Transfer-Encoding: quoted-printable\n",
 )
-
-
-@pytest.fixture(scope="module", autouse=True)
-def m2_file() -> Iterator[None]:
-    Path(DATA_M2).write_bytes(mail(2, "Cron <root@vm> backup", "backup done\n"))
-    os.chmod(DATA_M2, 0o644)
-    yield
-    os.unlink(DATA_M2)
 
 
 def write_spooled(n: int) -> None:
