@@ -48,6 +48,7 @@ def bindir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("bin")
     if INSTALLED:
         target = Path("/usr/sbin/journal-sendmail")
+        (d / "journal-sendmail").symlink_to(target)
     else:
         target = d / "journal-sendmail"
         text = LAUNCHER.read_text().replace('"/usr/lib/python3/dist-packages"', repr(str(SRC)))

@@ -249,6 +249,7 @@ def test_concurrent_flushers_inject_each_message_once(journald: Journald, bindir
     assert sorted(subjects) == sorted(f"c{i}".encode() for i in range(40))
 
 
+@pytest.mark.slow
 def test_fault_2000_messages_20_senders_journald_restarted_twice(journald: Journald, bindir: Path, spool: Path,
                                                                    config_file: Any) -> None:
     env = config_file("timeout = 1\n")

@@ -10,7 +10,7 @@ import sys
 
 from . import __version__
 from .config import Config
-from .errors import EX_OK, EX_SOFTWARE, EX_USAGE, JournalSendmailError, UsageError
+from .errors import EX_OK, EX_SOFTWARE, EX_TEMPFAIL, EX_USAGE, JournalSendmailError, UsageError
 from .options import Invocation
 
 TYPE_CHECKING = False
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
         return e.code
     except KeyboardInterrupt:
         say(f"{PROG}: interrupted; nothing was stored")
-        return 75
+        return EX_TEMPFAIL
     except Exception as e:  # never a traceback for a caller like cron
         say(f"{PROG}: internal error: {type(e).__name__}: {e}")
         return EX_SOFTWARE
@@ -115,7 +115,7 @@ def refused_usage(args: list[str], err: UsageError, cfg: Config) -> int:
     from . import deliver, message
     from .options import Invocation, program_name
 
-    if not os.isatty(0) and _readable_now(0):
+    if not os.isatty(0) and _readable_soon(0, min(cfg.timeout, 1.0)):
         raw = message.read(read_stdin, ignore_dots=True, part_size=cfg.part_size, max_size=cfg.max_size)
         try:
             if raw.size:
@@ -128,13 +128,13 @@ def refused_usage(args: list[str], err: UsageError, cfg: Config) -> int:
     raise err
 
 
-def _readable_now(fd: int) -> bool:
-    """Is there data (or EOF) on ``fd`` without waiting?  A pipe nobody writes
-    to must not hang a caller that only got the options wrong."""
+def _readable_soon(fd: int, wait: float) -> bool:
+    """Is there data (or EOF) on ``fd`` within ``wait`` seconds?  A pipe nobody
+    writes to must not hang a caller that only got the options wrong."""
     import select
 
     try:
-        return bool(select.select([fd], [], [], 0)[0])
+        return bool(select.select([fd], [], [], wait)[0])
     except (OSError, ValueError):
         return False
 
