@@ -31,11 +31,11 @@ from __future__ import annotations
 import os
 import select
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from . import message
 from .errors import EX_OK, EX_TEMPFAIL, JournalSendmailError
 from .record import Fields
+from .struct import field, record
 
 CRLF = b"\r\n"
 MAX_COMMAND_LINE = 4096  # RFC 5321 says 512, but parameters and SMTPUTF8 grow it
@@ -63,7 +63,7 @@ class SyntaxProblem(Exception):
         self.reply = reply
 
 
-@dataclass
+@record
 class Envelope:
     """One transaction: what HELO, MAIL and RCPT said."""
 
