@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 sys.path.append(str(Path(__file__).parent))  # after tests/: "conftest" is the top one
-from callerkit import MSG_MAIL, SENDMAIL, USER, Entry, User, free_id, private_file
 import harness
+from callerkit import MSG_MAIL, SENDMAIL, USER, Entry, User, free_id, private_file
 from support import INSTALLED, IS_ROOT
 
 SKIP_REASON = "caller tests need the installed package (JOURNAL_SENDMAIL_UNDER_TEST=installed)"
