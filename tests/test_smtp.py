@@ -8,8 +8,8 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
 import harness
+import pytest
 
 from journal_sendmail import smtp
 from journal_sendmail.errors import SpoolError
