@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -42,10 +44,13 @@ def journald() -> Iterator[harness.Journald]:
 
 
 @pytest.fixture(scope="session")
-def bindir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def bindir() -> Iterator[Path]:
     """A directory with sendmail, mailq, newaliases, journal-sendmail and runq
-    commands that run the program under test."""
-    d = tmp_path_factory.mktemp("bin")
+    commands that run the program under test.  It lives outside pytest's
+    private (0700) temporary directory, so that other users (nobody) can run
+    the commands too."""
+    d = Path(tempfile.mkdtemp(prefix="journal-sendmail-bin.", dir="/var/tmp"))
+    os.chmod(d, 0o755)
     if INSTALLED:
         target = Path("/usr/sbin/journal-sendmail")
         (d / "journal-sendmail").symlink_to(target)
@@ -56,11 +61,10 @@ def bindir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         target.chmod(0o755)
     for name in ("sendmail", "mailq", "newaliases", "runq"):
         (d / name).symlink_to(target)
-    os.chmod(d, 0o755)
-    for p in d.parents:  # let other users (nobody) reach the commands
-        if str(p).startswith("/tmp/"):
-            os.chmod(p, 0o755)
-    return d
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture
