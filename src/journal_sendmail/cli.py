@@ -5,7 +5,7 @@ argv ─> options ─> Invocation; stdin ─> message ─> headers ─> record �
 
 from __future__ import annotations
 
-import os
+import posix  # not os: python3 -S has not loaded it, and importing it costs every mail ~1 ms
 import sys
 
 from . import __version__
@@ -36,7 +36,7 @@ See journal-sendmail(8).
 def say(line: str, fd: int = 2) -> None:
     """One line on stderr (or ``fd``); a closed or broken stream is not an error."""
     try:
-        os.write(fd, (line.rstrip("\n") + "\n").encode("utf-8", "replace"))
+        posix.write(fd, (line.rstrip("\n") + "\n").encode("utf-8", "replace"))
     except OSError:
         pass
 
@@ -45,16 +45,16 @@ def ensure_std_fds() -> None:
     """Open /dev/null on closed 0, 1, 2, so no socket or file lands there."""
     for fd in (0, 1, 2):
         try:
-            os.fstat(fd)
+            posix.fstat(fd)
         except OSError:
-            os.open(os.devnull, os.O_RDWR)
+            posix.open("/dev/null", posix.O_RDWR)
 
 
 def read_stdin(n: int) -> bytes:
     from .errors import InputError
 
     try:
-        return os.read(0, n)
+        return posix.read(0, n)
     except OSError as e:
         raise InputError(f"cannot read standard input: {e.strerror}") from None
 
@@ -95,7 +95,7 @@ def deliver(inv: Invocation, cfg: Config) -> int:
         ignore_dots=inv.ignore_dots,
         part_size=cfg.part_size,
         max_size=cfg.max_size,
-        read_after_dot=not os.isatty(0),
+        read_after_dot=not posix.isatty(0),
     )
     try:
         sub = deliver.Submission.now(inv, raw)
@@ -115,7 +115,7 @@ def refused_usage(args: list[str], err: UsageError, cfg: Config) -> int:
     from . import deliver, message
     from .options import Invocation, program_name
 
-    if not os.isatty(0) and _readable_soon(0, min(cfg.timeout, 1.0)):
+    if not posix.isatty(0) and _readable_soon(0, min(cfg.timeout, 1.0)):
         raw = message.read(read_stdin, ignore_dots=True, part_size=cfg.part_size, max_size=cfg.max_size)
         try:
             if raw.size:

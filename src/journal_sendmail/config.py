@@ -5,7 +5,7 @@ Nothing else in the program reads configuration files.
 
 from __future__ import annotations
 
-import os
+import posix  # not os: python3 -S has not loaded it, and importing it costs every mail ~1 ms
 
 from .errors import ConfigError
 from .struct import fields, record, replace
@@ -176,8 +176,11 @@ def load(
     A missing /etc file means built-in defaults; a missing file that was asked
     for by name is an error.
     """
-    env = os.environ if environ is None else environ
-    named = path or env.get(ENV_PATH)
+    if environ is None:
+        raw = posix.environ.get(ENV_PATH.encode())
+        named = path or (raw.decode("utf-8", "surrogateescape") if raw else None)
+    else:
+        named = path or environ.get(ENV_PATH)
     target = named or default_path
     try:
         with open(target, encoding="utf-8") as f:

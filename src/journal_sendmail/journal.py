@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import _socket
 import errno
-import os
+import posix  # not os: python3 -S has not loaded it, and importing it costs every mail ~1 ms
 import time
 
 from .errors import JournalError
@@ -87,15 +87,15 @@ class Journal:
     def _send_memfd(self, sock: _socket.socket, payload: bytes) -> None:
         import fcntl
 
-        fd = os.memfd_create("journal-sendmail-entry", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        fd = posix.memfd_create("journal-sendmail-entry", posix.MFD_CLOEXEC | posix.MFD_ALLOW_SEALING)
         try:
             view = memoryview(payload)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[posix.write(fd, view):]
             fcntl.fcntl(fd, F_ADD_SEALS, SEALS)
             sock.sendmsg([], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fd.to_bytes(4, "little", signed=True))])
         finally:
-            os.close(fd)
+            posix.close(fd)
 
     def close(self) -> None:
         if self.sock is not None:

@@ -8,7 +8,7 @@ message is still there for the spool if the journal fails half way.
 
 from __future__ import annotations
 
-import os
+import posix  # not os: python3 -S has not loaded it, and importing it costs every mail ~1 ms
 
 from .struct import record
 
@@ -50,7 +50,7 @@ class Raw:
             yield self.head
             return
         for offset in range(0, self.size, part_size):
-            yield os.pread(self.fd, min(part_size, self.size - offset), self.base + offset)
+            yield posix.pread(self.fd, min(part_size, self.size - offset), self.base + offset)
 
     def read_all(self) -> bytes:
         """Every stored byte: only for messages known to be small."""
@@ -58,7 +58,7 @@ class Raw:
 
     def close(self) -> None:
         if self.fd is not None:
-            os.close(self.fd)
+            posix.close(self.fd)
             self.fd = None
 
 
@@ -102,7 +102,7 @@ def read(
     max_size: int,
     read_after_dot: bool = True,
 ) -> Raw:
-    """Read a whole message with ``read_fn`` (os.read-like) into a Raw."""
+    """Read a whole message with ``read_fn`` (like os.read) into a Raw."""
     digest = sha256()
     head = bytearray()
     fd: int | None = None
@@ -121,7 +121,7 @@ def read(
         if room > 0:
             head.extend(data[:room])
         if fd is None and size > part_size:
-            fd = os.memfd_create("journal-sendmail", os.MFD_CLOEXEC)
+            fd = posix.memfd_create("journal-sendmail", posix.MFD_CLOEXEC)
             _write_all(fd, bytes(head))
             data = data[room:] if room > 0 else data
         elif fd is None:
@@ -176,7 +176,7 @@ def read(
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[posix.write(fd, view):]
 
 
 def from_fd(fd: int, base: int, size: int, part_size: int) -> Raw:
@@ -187,9 +187,9 @@ def from_fd(fd: int, base: int, size: int, part_size: int) -> Raw:
     """
     digest = sha256()
     for offset in range(0, size, READ_SIZE):
-        digest.update(os.pread(fd, min(READ_SIZE, size - offset), base + offset))
-    head = os.pread(fd, min(size, part_size), base)
-    return Raw(head=head, size=size, sha256=digest.hexdigest(), fd=os.dup(fd), received=size, base=base)
+        digest.update(posix.pread(fd, min(READ_SIZE, size - offset), base + offset))
+    head = posix.pread(fd, min(size, part_size), base)
+    return Raw(head=head, size=size, sha256=digest.hexdigest(), fd=posix.dup(fd), received=size, base=base)
 
 
 def from_bytes(data: bytes, part_size: int) -> Raw:
