@@ -212,6 +212,25 @@ def test_attacks_are_refused_reported_and_quarantined(journald: Journald, bindir
             assert line not in everything
 
 
+@pytest.mark.parametrize("impostor", ["symlink", "directory"])
+def test_a_users_quarantine_never_receives_roots_renames(journald: Journald, bindir: Path, spool: Path,
+                                                        tmp_path: Path, impostor: str) -> None:
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    victim.chmod(0o777)
+    os.chmod(SPOOL, 0o1777)
+    make = f"ln -s {victim} .quarantine" if impostor == "symlink" else "mkdir -m 777 .quarantine"
+    _as_nobody(f"cd {SPOOL} && {make} && mkfifo 00000000000000f1")
+    q = run_sendmail(bindir, ["-q"], timeout=60)
+    assert q.returncode == 0, q.stderr
+    assert os.listdir(victim) == []
+    st = os.lstat(SPOOL / ".quarantine")
+    assert st.st_uid == 0 and st.st_mode & 0o777 == 0o700 and not os.path.islink(SPOOL / ".quarantine")
+    assert os.listdir(SPOOL / ".quarantine") == ["00000000000000f1"]
+    assert len([n for n in os.listdir(SPOOL) if n.startswith(".impostor-")]) == 1
+    assert len(journald.entries(f"MESSAGE_ID={MSG_SPOOL}", wait_for=1)) == 1
+
+
 def test_non_root_flushes_only_its_own(journald: Journald, bindir: Path, spool: Path) -> None:
     os.chmod(SPOOL, 0o1777)  # listable, so that a user may flush at all
     no_journal(journald)

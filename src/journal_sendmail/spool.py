@@ -192,15 +192,57 @@ def _real_user(uid: int) -> bool:
         return False
 
 
-def _quarantine(cfg: Config, name: str) -> str:
-    qdir = os.path.join(cfg.spool, QUARANTINE)
-    try:
-        os.mkdir(qdir, 0o700)
-    except FileExistsError:
-        pass
-    target = os.path.join(qdir, name)
-    os.rename(os.path.join(cfg.spool, name), target)
-    return target
+class Quarantine:
+    """``.quarantine/`` in the spool: a directory of root's, mode 0700.
+
+    Anyone may create entries in the 1733 spool, ``.quarantine`` too: a user's
+    directory or a symlink there must never receive root's renames.  So the
+    directory is opened without following links, its owner and mode are
+    checked on the open descriptor, an impostor is moved aside, and files are
+    moved with directory descriptors, name by name.
+    """
+
+    def __init__(self, spool: str) -> None:
+        self.spool = spool
+        self.spool_fd: int | None = None
+        self.fd: int | None = None
+
+    def _open(self) -> int:
+        if self.fd is not None:
+            return self.fd
+        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+        self.spool_fd = os.open(self.spool, flags)
+        for _ in range(2):
+            try:
+                os.mkdir(QUARANTINE, 0o700, dir_fd=self.spool_fd)
+            except FileExistsError:
+                pass
+            try:
+                fd = os.open(QUARANTINE, flags, dir_fd=self.spool_fd)
+            except OSError:  # a symlink (ELOOP) or not a directory
+                fd = -1
+            if fd >= 0:
+                st = os.fstat(fd)
+                if st.st_uid == 0 and st.st_mode & 0o077 == 0:
+                    self.fd = fd
+                    return fd
+                os.close(fd)
+            # someone else's: move it aside, where the flusher never looks
+            os.rename(QUARANTINE, f".impostor-{os.urandom(6).hex()}", src_dir_fd=self.spool_fd,
+                      dst_dir_fd=self.spool_fd)
+        raise PermissionError(f"{self.spool}/{QUARANTINE} keeps being replaced")
+
+    def move(self, name: str) -> str:
+        """Move spool entry ``name`` into the quarantine; its new path."""
+        qfd = self._open()
+        os.rename(name, name, src_dir_fd=self.spool_fd, dst_dir_fd=qfd)
+        return os.path.join(self.spool, QUARANTINE, name)
+
+    def close(self) -> None:
+        for fd in (self.fd, self.spool_fd):
+            if fd is not None:
+                os.close(fd)
+        self.fd = self.spool_fd = None
 
 
 def _read_meta(fd: int, size: int) -> tuple[dict[str, Any], int]:
@@ -295,12 +337,6 @@ def _event(cfg: Config, name: str, message: str, owner: int | None, reason: str,
 
 def flush(cfg: Config, out: Out) -> int:
     """Re-inject every spooled message (as root) or the caller's own ones."""
-    import fcntl
-
-    from .deliver import store
-    from .message import from_fd
-
-    me = os.geteuid()
     try:
         names = _names(cfg)
     except FileNotFoundError:
@@ -309,61 +345,85 @@ def flush(cfg: Config, out: Out) -> int:
         out(f"journal-sendmail: cannot list the spool {cfg.spool}: only root can "
             "(journal-sendmail-flush.service flushes it)")
         return EX_OK
-    done = refused = 0
-    for name in names:
-        try:
-            fd, st = _open_checked(cfg, name)
-        except FileNotFoundError:
-            continue  # another flusher took it
-        except PermissionError:
-            continue  # someone else's file, and we are not root
-        except Refused as why:
-            if me != 0:
-                continue
+    counts = {"done": 0, "refused": 0, "kept": 0, "skipped": 0}
+    quarantine = Quarantine(cfg.spool)
+    try:
+        for n, name in enumerate(names):
             try:
-                owner = os.lstat(os.path.join(cfg.spool, name)).st_uid
-                where = _quarantine(cfg, name)
-            except OSError:
-                owner, where = None, "left in place"
-            _event(cfg, name, f"spool file {name} refused: {why}; moved to {where}", owner, str(why))
-            out(f"journal-sendmail: spool file {name} refused: {why}")
-            refused += 1
-            continue
-        try:
-            if me != 0 and st.st_uid != me:
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue  # another flusher has it
-            if os.fstat(fd).st_nlink == 0:
-                continue  # re-injected and removed while we waited
-            try:
-                meta, offset = _read_meta(fd, st.st_size)
-                raw = from_fd(fd, offset, st.st_size - offset, cfg.part_size)
-                sub = _submission(meta, raw, st.st_uid)
-            except (ValueError, TypeError, KeyError, UnicodeDecodeError) as e:
-                if me == 0:
-                    where = _quarantine(cfg, name)
-                    _event(cfg, name, f"spool file {name} refused: malformed ({e}); moved to {where}",
-                           st.st_uid, f"malformed: {e}")
-                out(f"journal-sendmail: spool file {name} is malformed: {e}")
-                refused += 1
-                continue
-            try:
-                store(sub, cfg)
+                counts[_flush_one(cfg, name, quarantine, out)] += 1
             except JournalError as e:
-                out(f"journal-sendmail: {e.reason}; {len(names) - done - refused} message(s) stay in the spool")
+                out(f"journal-sendmail: {e.reason}; {len(names) - n} message(s) stay in the spool")
                 return EX_TEMPFAIL
-            finally:
-                raw.close()
-            os.unlink(os.path.join(cfg.spool, name))
-            done += 1
-        finally:
-            os.close(fd)
-    if done or refused:
-        out(f"journal-sendmail: re-injected {done} message(s) from the spool, refused {refused}")
+    finally:
+        quarantine.close()
+    if counts["done"] or counts["refused"]:
+        out(f"journal-sendmail: re-injected {counts['done']} message(s) from the spool, refused {counts['refused']}")
+    if counts["kept"]:
+        out(f"journal-sendmail: {counts['kept']} refused spool file(s) could not be moved to {QUARANTINE}")
+        return EX_TEMPFAIL  # the flush service then waits before it tries again
     return EX_OK
+
+
+def _flush_one(cfg: Config, name: str, quarantine: Quarantine, out: Out) -> str:
+    """Re-inject, refuse or skip one spool entry: "done", "refused", "kept" or "skipped"."""
+    import fcntl
+
+    from .deliver import store
+    from .message import from_fd
+
+    me = os.geteuid()
+    try:
+        fd, st = _open_checked(cfg, name)
+    except (FileNotFoundError, PermissionError):
+        return "skipped"  # another flusher took it, or someone else's file and we are not root
+    except Refused as why:
+        if me != 0:
+            return "skipped"
+        return _refuse(cfg, name, str(why), quarantine, out)
+    try:
+        if me != 0 and st.st_uid != me:
+            return "skipped"
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return "skipped"  # another flusher has it
+        if os.fstat(fd).st_nlink == 0:
+            return "skipped"  # re-injected and removed while we waited for it
+        try:
+            meta, offset = _read_meta(fd, st.st_size)
+            raw = from_fd(fd, offset, st.st_size - offset, cfg.part_size)
+            sub = _submission(meta, raw, st.st_uid)
+        except (ValueError, TypeError, KeyError, UnicodeDecodeError) as e:
+            if me != 0:
+                out(f"journal-sendmail: spool file {name} is malformed: {e}")
+                return "skipped"
+            return _refuse(cfg, name, f"malformed: {e}", quarantine, out)
+        try:
+            store(sub, cfg)  # JournalError: the file stays for the next flush
+        finally:
+            raw.close()
+        path = os.path.join(cfg.spool, name)
+        now = os.lstat(path)
+        if (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino):  # not replaced meanwhile
+            os.unlink(path)
+        return "done"
+    finally:
+        os.close(fd)
+
+
+def _refuse(cfg: Config, name: str, why: str, quarantine: Quarantine, out: Out) -> str:
+    """Report a refused entry (id 963c70d7…) and move it to the quarantine."""
+    try:
+        owner: int | None = os.lstat(os.path.join(cfg.spool, name)).st_uid
+    except OSError:
+        owner = None
+    try:
+        where, result = quarantine.move(name), "refused"
+    except OSError as e:
+        where, result = f"nowhere ({e.strerror or e}): left in place", "kept"
+    _event(cfg, name, f"spool file {name} refused: {why}; moved to {where}", owner, why)
+    out(f"journal-sendmail: spool file {name} refused: {why}")
+    return result
 
 
 def list_queue(cfg: Config, out: Out) -> int:
