@@ -231,6 +231,42 @@ def test_a_users_quarantine_never_receives_roots_renames(journald: Journald, bin
     assert len(journald.entries(f"MESSAGE_ID={MSG_SPOOL}", wait_for=1)) == 1
 
 
+def test_forged_metadata_cannot_add_fields_or_stop_the_flusher(journald: Journald, bindir: Path,
+                                                                 spool: Path) -> None:
+    import base64
+
+    b64 = base64.b64encode(b"forged").decode()
+    forged = {"mail_id": "e" * 32, "argv": ["sendmail", "root"], "recipients": ["root"],
+              "recorded": [["MESSAGE_ID", "x"], ["MAIL_DSN_RET", "hdrs"]],
+              "extra": [["MESSAGE_ID", b64], ["PRIORITY", b64], ["_UID", b64], ["MAIL_SMTP_HELO", b64]]}
+    _fake_spool_file(Path("/tmp/forged"), forged, b"Subject: forged\n\nx\n")
+    Path("/tmp/deep").write_bytes(b"JOURNAL-SENDMAIL-SPOOL 1\n" + b"[" * 100000 + b"\n" + b"x")
+    Path("/tmp/bad-recipients").write_bytes(b"JOURNAL-SENDMAIL-SPOOL 1\n" + b'{"recipients": [1, 2]}' + b"\nx")
+    os.chmod(SPOOL, 0o1777)
+    _as_nobody(f"cp /tmp/forged {SPOOL}/00000000000000d1 && cp /tmp/deep {SPOOL}/00000000000000d2 && "
+               f"cp /tmp/bad-recipients {SPOOL}/00000000000000d3")
+    for p in ("/tmp/forged", "/tmp/deep", "/tmp/bad-recipients"):
+        os.unlink(p)
+    q = run_sendmail(bindir, ["-q"], timeout=60)
+    assert q.returncode == 0, q.stderr
+    e = journald.entries(MAIL, wait_for=1)
+    assert len(e) == 1
+    f = e[0]
+    assert one(f["MESSAGE_ID"]) == MSG_MAIL.encode() and one(f["PRIORITY"]) == b"6"
+    assert one(f["_UID"]) == b"0" and one(f["MAIL_SPOOL_UID"]) == b"65534"
+    assert one(f["MAIL_DSN_RET"]) == b"hdrs" and one(f["MAIL_SMTP_HELO"]) == b"forged"
+    events = journald.entries(f"MESSAGE_ID={MSG_SPOOL}", wait_for=2)
+    assert sorted(one(x["MAIL_SPOOL_FILE"]) for x in events) == [b"00000000000000d2", b"00000000000000d3"]
+    assert all(one(x["MAIL_SPOOL_REASON"]).startswith(b"malformed") for x in events)
+
+
+def test_every_smtp_field_may_come_from_the_spool() -> None:
+    from journal_sendmail import spool
+
+    smtp_fields = set(re.findall(r'\("(MAIL_[A-Z_]+)", ', (ROOT / "src" / "journal_sendmail" / "smtp.py").read_text()))
+    assert smtp_fields and smtp_fields <= spool.EXTRA_FIELDS
+
+
 def test_non_root_flushes_only_its_own(journald: Journald, bindir: Path, spool: Path) -> None:
     os.chmod(SPOOL, 0o1777)  # listable, so that a user may flush at all
     no_journal(journald)

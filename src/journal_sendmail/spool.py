@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 
 
 MAGIC = b"JOURNAL-SENDMAIL-SPOOL 1\n"
+# What a spool file may add to an entry besides the message and the recorded
+# options: the fields of the SMTP envelope (-bs).
+EXTRA_FIELDS = frozenset(("MAIL_PROTOCOL", "MAIL_SMTP_HELO", "MAIL_SMTP_MAIL_PARAMS", "MAIL_SMTP_RCPT_PARAMS"))
 QUARANTINE = ".quarantine"
 META_MAX = 1 << 20  # the JSON line may not be longer than this
 
@@ -267,7 +270,9 @@ def _submission(meta: dict[str, Any], raw: Raw, owner: int) -> Submission:
 
     from .caller import login_name
     from .deliver import Submission
-    from .options import Invocation
+    from .options import OPTIONS, RECORD, Invocation
+
+    recordable = {o.action for o in OPTIONS if o.kind == RECORD}
 
     def strs(value: Any) -> tuple[str, ...]:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -286,7 +291,7 @@ def _submission(meta: dict[str, Any], raw: Raw, owner: int) -> Submission:
         full_name=opt_str(meta.get("full_name")),
         extract=bool(meta.get("extract", False)),
         recipients=strs(meta.get("recipients", [])),
-        recorded=tuple((str(n), str(v)) for n, v in meta.get("recorded", [])),
+        recorded=tuple((str(n), str(v)) for n, v in meta.get("recorded", []) if str(n) in recordable),
     )
     mail_id = str(meta.get("mail_id", ""))
     if len(mail_id) != 32 or any(c not in "0123456789abcdef" for c in mail_id):
@@ -297,7 +302,8 @@ def _submission(meta: dict[str, Any], raw: Raw, owner: int) -> Submission:
     raw.received = max(received, raw.size)
     submitted = float(meta.get("submitted_at", 0))
     caller = {str(k): str(v) for k, v in dict(meta.get("caller", {})).items() if str(k).startswith("MAIL_CALLER_")}
-    extra = [(str(n), base64.b64decode(v)) for n, v in meta.get("extra", [])]
+    # only the SMTP envelope: a forged MESSAGE_ID or _UID must not reach the entry
+    extra = [(str(n), base64.b64decode(v)) for n, v in meta.get("extra", []) if str(n) in EXTRA_FIELDS]
     extra += [
         ("MAIL_SPOOLED", b"yes"),
         ("MAIL_SPOOL_UID", str(owner).encode()),
@@ -393,7 +399,7 @@ def _flush_one(cfg: Config, name: str, quarantine: Quarantine, out: Out) -> str:
             meta, offset = _read_meta(fd, st.st_size)
             raw = from_fd(fd, offset, st.st_size - offset, cfg.part_size)
             sub = _submission(meta, raw, st.st_uid)
-        except (ValueError, TypeError, KeyError, UnicodeDecodeError) as e:
+        except Exception as e:  # anything a forged file can make the parsers raise (RecursionError too)
             if me != 0:
                 out(f"journal-sendmail: spool file {name} is malformed: {e}")
                 return "skipped"
