@@ -17,8 +17,9 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 JOURNALD = "/lib/systemd/systemd-journald"
 SOCKET = "/run/systemd/journal/socket"
@@ -26,6 +27,7 @@ CLONE_NEWNS = 0x00020000
 PRIVATE_DIRS = ("/run", "/var/log/journal", "/var/spool/journal-sendmail")
 
 _entered = False
+_host_namespace_fd: int | None = None
 
 
 def in_private_namespace() -> bool:
@@ -34,9 +36,10 @@ def in_private_namespace() -> bool:
 
 def enter_private_namespace() -> None:
     """unshare(CLONE_NEWNS), make every mount private, tmpfs over our dirs."""
-    global _entered
+    global _entered, _host_namespace_fd
     if _entered:
         return
+    _host_namespace_fd = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.unshare(CLONE_NEWNS) != 0:
         err = ctypes.get_errno()
@@ -50,6 +53,14 @@ def enter_private_namespace() -> None:
         os.makedirs(d, exist_ok=True)
     os.chmod("/run/lock", 0o1777)
     _entered = True
+
+
+def in_host_namespace(cmd: list[str]) -> list[str]:
+    """``cmd`` run in the mount namespace this process started in, for tools
+    that test the machine as it is (autopkgtest), not our private mounts."""
+    if _host_namespace_fd is None:
+        return cmd
+    return ["nsenter", f"--mount=/proc/{os.getpid()}/fd/{_host_namespace_fd}", "--", *cmd]
 
 
 def clean_journal_dirs() -> None:
@@ -70,7 +81,7 @@ class Journald:
         self.socket_path = f"/run/systemd/journal{suffix}/socket"
         self.log = Path(f"/run/journald{suffix}.log")
 
-    def start(self) -> "Journald":
+    def start(self) -> Journald:
         assert in_private_namespace(), "journald for tests runs only in the private namespace"
         os.makedirs(os.path.dirname(self.socket_path), exist_ok=True)
         args = [JOURNALD] + ([self.namespace] if self.namespace else [])

@@ -10,6 +10,7 @@ spool ...) gets a private tmpfs for the length of one test.
 from __future__ import annotations
 
 import os
+import pwd
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -39,7 +40,11 @@ def user() -> Iterator[User]:
     """A non-root login, ``jsmcaller``, known only inside the namespace."""
     if not (INSTALLED and IS_ROOT):
         pytest.skip(SKIP_REASON)
-    uid = free_id()
+    try:  # inherited from an enclosing test session's namespace: the same user
+        known: int | None = pwd.getpwnam(USER).pw_uid
+    except KeyError:
+        known = None
+    uid = free_id() if known is None else known
     home = f"/run/{USER}"
     os.makedirs(home, exist_ok=True)
     os.chown(home, uid, uid)
@@ -50,7 +55,7 @@ def user() -> Iterator[User]:
         "/etc/shadow": f"{USER}:!:19000:0:99999:7:::\n",
     }
     with ExitStack() as stack:
-        for path, line in files.items():
+        for path, line in files.items() if known is None else ():
             original = Path(path)
             stack.enter_context(private_file(path, original.read_text() + line, original.stat().st_mode & 0o777))
         yield User(USER, uid, uid, home)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import harness
 import pytest
 from pkgcheck import ROOT, SANE_PATH, run
 
@@ -26,9 +27,12 @@ def test_autopkgtest(deb: Path, tmp_path: Path, capsys: pytest.CaptureFixture[st
     out = tmp_path / "autopkgtest"
     # autopkgtest clears the environment; CI=true makes a skip in the suite fail.
     ci = [f"--env=CI={os.environ['CI']}"] if "CI" in os.environ else []
+    # In the mount namespace pytest started in: the suite inside must not
+    # inherit this session's private mounts (a test user's private
+    # /etc/passwd, say); it makes its own.
     p = run(
-        ["autopkgtest", f"--env=PATH={SANE_PATH}", *ci, f"--output-dir={out}",
-         str(deb), f"{ROOT}/", "--", "null"],
+        harness.in_host_namespace(["autopkgtest", f"--env=PATH={SANE_PATH}", *ci, f"--output-dir={out}",
+                                   str(deb), f"{ROOT}/", "--", "null"]),
         timeout=900, check=False,
     )
     summary = (out / "summary").read_text() if (out / "summary").exists() else "(no summary)"
