@@ -5,9 +5,12 @@ from __future__ import annotations
 EX_OK = 0
 EX_USAGE = 64
 EX_DATAERR = 65
+EX_NOINPUT = 66
 EX_SOFTWARE = 70
 EX_OSERR = 71
+EX_CANTCREAT = 73
 EX_TEMPFAIL = 75
+EX_NOPERM = 77
 EX_CONFIG = 78
 
 
@@ -62,3 +65,38 @@ class OSFailure(JournalSendmailError):
 
     code = EX_OSERR
     tag = "os"
+
+
+# The reader's (journal-mail)
+
+
+class NotFound(JournalSendmailError):
+    """A journal directory, file or mail that is not there."""
+
+    code = EX_NOINPUT
+    tag = "not-found"
+
+
+class NoPermission(JournalSendmailError):
+    """Journal files exist but none of them is readable by this user."""
+
+    code = EX_NOPERM
+    tag = "permission"
+
+
+class DamagedMail(JournalSendmailError):
+    """A stored message that cannot be given back exactly (part missing, digest wrong)."""
+
+    code = EX_DATAERR
+    tag = "damaged"
+
+    def __init__(self, mail_id: str, reason: str) -> None:
+        super().__init__(f"mail {mail_id} is damaged: {reason}; not written")
+        self.mail_id = mail_id
+
+
+class OutputError(JournalSendmailError):
+    """An output file or directory that cannot be created or written."""
+
+    code = EX_CANTCREAT
+    tag = "output"

@@ -17,40 +17,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import EX_DATAERR, JournalSendmailError
+from .errors import DamagedMail, NotFound
 from .record import MSG_MAIL, MSG_PART, MSG_REFUSED
 
-EX_NOINPUT = 66
-EX_NOPERM = 77
 LOCAL_ONLY = 1  # SD_JOURNAL_LOCAL_ONLY
 US = 1_000_000
 
 Pattern = re.Pattern[str]
-
-
-class NotFound(JournalSendmailError):
-    """A journal directory, file or mail that is not there."""
-
-    code = EX_NOINPUT
-    tag = "not-found"
-
-
-class NoPermission(JournalSendmailError):
-    """Journal files exist but none of them is readable by this user."""
-
-    code = EX_NOPERM
-    tag = "permission"
-
-
-class DamagedMail(JournalSendmailError):
-    """A stored message that cannot be given back exactly (part missing, digest wrong)."""
-
-    code = EX_DATAERR
-    tag = "damaged"
-
-    def __init__(self, mail_id: str, reason: str) -> None:
-        super().__init__(f"mail {mail_id} is damaged: {reason}; not written")
-        self.mail_id = mail_id
 
 
 @dataclass(frozen=True)

@@ -16,22 +16,25 @@ from dataclasses import dataclass, field, replace
 from typing import IO, Any, NoReturn
 
 from . import __version__, query, render
-from .errors import EX_OK, EX_OSERR, EX_SOFTWARE, EX_USAGE, JournalSendmailError, UsageError
-from .query import DamagedMail, Filters, MailEntry, NotFound, Source
+from .errors import (
+    EX_OK,
+    EX_OSERR,
+    EX_SOFTWARE,
+    EX_USAGE,
+    DamagedMail,
+    JournalSendmailError,
+    NoPermission,
+    NotFound,
+    OutputError,
+    UsageError,
+)
+from .query import Filters, MailEntry, Source
 
 PROG = "journal-mail"
-EX_CANTCREAT = 73
 EX_IOERR = 74
 FORMATS = ("mbox", "eml", "json")
 FOLLOW_FORMATS = ("table", "json", "mbox", "eml")
 FLUSH_BYTES = 256 * 1024
-
-
-class OutputError(JournalSendmailError):
-    """An output file or directory that cannot be created or written."""
-
-    code = EX_CANTCREAT
-    tag = "output"
 
 
 # -- command line -------------------------------------------------------------
@@ -261,7 +264,7 @@ def open_journal(args: argparse.Namespace, io: Io) -> Any:
     readable, unreadable = query.readability(source)
     who = _who()
     if unreadable and not readable:
-        raise query.NoPermission(
+        raise NoPermission(
             f"none of the {len(unreadable)} journal files is readable by {who}: root and the groups "
             "adm and systemd-journal read all mail; other users read only their own, which journald "
             "keeps in a file of their own (user-UID.journal) only with persistent storage"

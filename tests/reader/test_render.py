@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from journal_sendmail import query, reader_cli, render
+from journal_sendmail.errors import DamagedMail
 from journal_sendmail.query import Filters, MailEntry
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "reader"
@@ -269,9 +270,9 @@ def test_damaged_mail_is_detected_without_a_journal() -> None:
 
     good = entry(raw=raw, size=len(raw), sha256=hashlib.sha256(raw).hexdigest())
     assert query.assemble(good, lambda: None) == raw
-    with pytest.raises(query.DamagedMail, match="SHA-256"):
+    with pytest.raises(DamagedMail, match="SHA-256"):
         query.assemble(entry(raw=raw, size=len(raw), sha256="00" * 32), lambda: None)
-    with pytest.raises(query.DamagedMail, match="bytes found"):
+    with pytest.raises(DamagedMail, match="bytes found"):
         query.assemble(entry(raw=raw[:-1], size=len(raw)), lambda: None)
 
 
