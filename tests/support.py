@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -18,6 +20,14 @@ LAUNCHER = ROOT / "bin" / "journal-sendmail"
 # the installed Python package instead of the source tree.
 INSTALLED = os.environ.get("JOURNAL_SENDMAIL_UNDER_TEST") == "installed"
 IS_ROOT = os.geteuid() == 0
+# journal-mail as the tests run it: the installed one, or the source tree's
+READER = (
+    ["/usr/bin/journal-mail"]
+    if INSTALLED
+    else ["/usr/bin/python3", "-c",
+          f"import sys; sys.path.insert(0, {str(SRC)!r}); from journal_sendmail.reader_cli import entry; entry()"]
+)
+ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 
 
 def run_sendmail(
@@ -38,3 +48,12 @@ def run_sendmail(
         timeout=timeout,
         **kw,  # type: ignore[arg-type]
     )
+
+
+def wait_until(cond: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:
+    """Poll ``cond`` until it holds; AssertionError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)

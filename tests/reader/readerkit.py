@@ -6,12 +6,11 @@ import json
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import harness  # put on sys.path by tests/conftest.py
+from support import ENV, READER, wait_until  # noqa: F401 - the tests import them from here
 
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src"
@@ -22,16 +21,6 @@ USER_UID = 4242  # an ordinary uid (>= 1000, no passwd entry needed): journald g
 if str(SRC) not in sys.path and not INSTALLED:
     sys.path.insert(0, str(SRC))
 
-READER = (
-    ["/usr/bin/journal-mail"]
-    if INSTALLED
-    else [
-        "/usr/bin/python3",
-        "-c",
-        f"import sys; sys.path.insert(0, {str(SRC)!r}); from journal_sendmail.reader_cli import entry; entry()",
-    ]
-)
-ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 
 
 def as_user(uid: int) -> list[str]:
@@ -65,14 +54,6 @@ def records(proc: subprocess.CompletedProcess[bytes]) -> list[dict[str, Any]]:
 
 def message(subject: str, body: str = "hello\n", to: str = "root", extra: str = "") -> bytes:
     return f"From: tester@example.org\nTo: {to}\nSubject: {subject}\n{extra}\n{body}".encode()
-
-
-def wait_until(cond: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def flush_to_persistent(j: harness.Journald) -> None:
