@@ -18,34 +18,19 @@ import os
 import signal
 import socket
 import subprocess
-import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import harness
+from support import ENV, READER, wait_until
 
-ROOT = Path(__file__).resolve().parents[2]
-SRC = ROOT / "src"
-INSTALLED = os.environ.get("JOURNAL_SENDMAIL_UNDER_TEST") == "installed"
 JOURNALD = "/lib/systemd/systemd-journald"
 REMOTE = "/lib/systemd/systemd-journal-remote"
 UPLOAD = "/lib/systemd/systemd-journal-upload"
 MSG_MAIL = "4cf50392e5a34635904ffaeffb43b172"
 MSG_PART = "aa12d80295f04539a057a77642e355d5"
-
-READER = (
-    ["/usr/bin/journal-mail"]
-    if INSTALLED
-    else [
-        "/usr/bin/python3",
-        "-c",
-        f"import sys; sys.path.insert(0, {str(SRC)!r}); from journal_sendmail.reader_cli import entry; entry()",
-    ]
-)
-ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 
 
 def journal_mail(*args: str) -> subprocess.CompletedProcess[bytes]:
@@ -56,14 +41,6 @@ def journal_mail(*args: str) -> subprocess.CompletedProcess[bytes]:
 def ok(proc: subprocess.CompletedProcess[bytes]) -> bytes:
     assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr.decode(errors='replace')}"
     return proc.stdout
-
-
-def wait_until(cond: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.1)
 
 
 def free_port() -> int:

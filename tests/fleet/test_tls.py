@@ -10,8 +10,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from fleetkit import MSG_MAIL, REMOTE, UPLOAD, Host, free_port, mail_ids, remote_entries, wait_until
-from support import run_sendmail
+from fleetkit import MSG_MAIL, REMOTE, UPLOAD, Host, free_port, mail_ids, remote_entries
+from support import run_sendmail, wait_until
 
 
 def openssl(*args: str, cwd: Path) -> None:
