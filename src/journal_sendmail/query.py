@@ -103,6 +103,7 @@ class MailEntry:
     defects: tuple[str, ...] = ()
     text: str | None = None  # MAIL_TEXT: the readable body, when stored
     raw: bytes = b""  # MAIL_RAW of this entry: the whole message, or its first part
+    duplicates: int = 0  # other copies of this MAIL_ID in a central journal (see ``central``)
 
     @property
     def subject(self) -> str:
@@ -527,6 +528,79 @@ def follow(
             reader.wait(int(timeout * US))
         except InterruptedError:
             pass
+
+
+def central(
+    reader: Any,
+    filters: Filters,
+    lines: int | None = None,
+    reverse: bool = False,
+    body: Callable[[MailEntry], str] | None = None,
+) -> tuple[int, Iterator[MailEntry]]:
+    """The mail of a central journal (systemd-journal-remote's files), as ``mails`` gives it.
+
+    Such a journal can hold a MAIL_ID twice (systemd 252's journal-upload
+    sends the entry at its saved cursor again when it restarts): each mail
+    comes once, with ``duplicates`` counting its other copies.  It stores
+    entries as they arrived, and hosts' clocks disagree: mail comes in the
+    order of the senders' clocks (_SOURCE_REALTIME_TIMESTAMP, else the
+    entry's time, both stamped on the sending host).  Returns how many mails arrived
+    after one their sender stamped later, and the mails.  Reads the journal
+    twice, so that only (time, MAIL_ID, cursor) of every mail is held at once.
+    """
+    get_body = body or (lambda e: e.text or "")
+    since, until = filters.since, filters.until
+    apply_matches(reader, filters)
+    reader.seek_head()  # not seek_realtime: the entries are in the order they arrived, not in time order
+    seen: set[str] = set()
+    order: list[tuple[int, str]] = []  # (sent, cursor) of the first copy of each mail, as they arrived
+    copies: dict[str, int] = {}
+    while reader._next(1):
+        t = reader._get_realtime()
+        if (since is not None and t < since) or (until is not None and t > until):
+            continue
+        cursor = reader._get_cursor()
+        mail_id = _field(reader, "MAIL_ID")
+        key = _text(mail_id) if mail_id else cursor
+        if key in seen:
+            copies[key] = copies.get(key, 0) + 1
+            continue
+        seen.add(key)
+        order.append((_int(_field(reader, "_SOURCE_REALTIME_TIMESTAMP")) or t, cursor))
+    late, newest = 0, 0
+    for sent, _ in order:
+        if sent < newest:
+            late += 1
+        newest = max(newest, sent)
+    ordered = sorted(order, key=lambda o: o[0])  # stable: mails stamped alike stay in arrival order
+
+    def fetch(cursor: str) -> MailEntry | None:
+        reader.seek_cursor(cursor)
+        if not reader._next(1) or not reader.test_cursor(cursor):
+            return None
+        e = to_entry(reader._get_all(), reader._get_realtime(), cursor)
+        e.duplicates = copies.get(e.mail_id or cursor, 0)
+        return e if _wanted(e, filters, get_body) else None
+
+    def gen() -> Iterator[MailEntry]:
+        if lines is None and not reverse:
+            yield from filter(None, map(fetch, (c for _, c in ordered)))
+            return
+        chosen: list[MailEntry] = []
+        for e in filter(None, map(fetch, (c for _, c in reversed(ordered)))):
+            if lines is not None and len(chosen) >= lines:
+                break
+            chosen.append(e)
+        yield from chosen if reverse else reversed(chosen)
+
+    return late, gen()
+
+
+def _field(reader: Any, name: str) -> bytes | None:
+    try:
+        return reader._get(name)  # type: ignore[no-any-return]
+    except KeyError:
+        return None
 
 
 # -- whole messages -----------------------------------------------------------

@@ -56,15 +56,23 @@ def _lines(text: str) -> int:
     return int(text)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    source = _Parser(add_help=False)
+def _source_options(top: bool) -> _Parser:
+    """Where to read; accepted before the command too (``journal-mail -D DIR list``), so
+    after it they default to nothing rather than overwrite what came before."""
+    source = _Parser(add_help=False, argument_default=None if top else argparse.SUPPRESS)
     g = source.add_argument_group("where to read (default: the local journal)")
     x = g.add_mutually_exclusive_group()
     x.add_argument("-D", "--directory", metavar="DIR", help="journal files in DIR (e.g. systemd-journal-remote's)")
-    x.add_argument("--file", metavar="FILE", nargs="+", action="extend", default=[], help="these journal files")
+    x.add_argument("--file", metavar="FILE", nargs="+", action="extend", default=[] if top else argparse.SUPPRESS,
+                   help="these journal files")
     x.add_argument("--namespace", metavar="NAME", help="the journal namespace NAME")
     g.add_argument("-q", "--quiet", action="store_true", help="no notes on standard error")
     g.add_argument("--no-pager", action="store_true", help="never page the output")
+    return source
+
+
+def build_parser() -> argparse.ArgumentParser:
+    source = _source_options(top=False)
 
     filters = _Parser(add_help=False)
     f = filters.add_argument_group("filters (repeat one to allow several values; different ones all apply)")
@@ -84,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("-n", "--lines", metavar="N", type=_lines, help="only the newest N mails ('all': every one)")
     f.add_argument("-r", "--reverse", action="store_true", help="newest first")
 
-    p = _Parser(prog=PROG, description="Read the mail journal-sendmail stored in the systemd journal.")
+    p = _Parser(prog=PROG, description="Read the mail journal-sendmail stored in the systemd journal.",
+                parents=[_source_options(top=True)])
     p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
 
@@ -255,6 +264,8 @@ class Io:
 
 
 def source_of(args: argparse.Namespace) -> Source:
+    if sum((args.directory is not None, bool(args.file), args.namespace is not None)) > 1:
+        raise UsageError("give only one of -D, --file and --namespace")
     return Source(directory=args.directory, files=tuple(args.file), namespace=args.namespace)
 
 
@@ -450,7 +461,7 @@ def cmd_list(args: argparse.Namespace, io: Io) -> int:
     reader, filters = start(args, io)
     out = Output(io.out, None)
     found = 0
-    entries = query.mails(reader, filters, limit(args.lines), args.reverse, grep_body(args) if filters.grep else None)
+    entries = selected(args, io, reader, filters, args.reverse)
     if args.json:
         record, line = render.json_record, render.json_line
         for e in entries:
@@ -472,6 +483,22 @@ def cmd_list(args: argparse.Namespace, io: Io) -> int:
 
 def limit(lines: int | None) -> int | None:
     return None if lines == ALL else lines
+
+
+def selected(args: argparse.Namespace, io: Io, reader: Any, filters: Filters, reverse: bool) -> Iterator[MailEntry]:
+    """The mail to show: ``query.mails``, or for a directory or files (a central
+    journal, from systemd-journal-remote) ``query.central``: each mail once, in
+    the order of the senders' clocks."""
+    body = grep_body(args) if filters.grep else None
+    if args.directory is None and not args.file:
+        return query.mails(reader, filters, limit(args.lines), reverse, body)
+    late, found = query.central(reader, filters, limit(args.lines), reverse, body)
+    if late and not args.quiet:
+        io.say(
+            f"note: {late} mail(s) arrived after mail that their senders stamped later (hosts' clocks "
+            "differ, or a host uploaded late); shown in the order of the senders' clocks"
+        )
+    return found
 
 
 def find(args: argparse.Namespace, io: Io, mail_id: str, reader: Any) -> MailEntry:
@@ -548,7 +575,7 @@ def cmd_export(args: argparse.Namespace, io: Io) -> int:
     reader, filters = start(args, io)
     out = None if directory else Output(io.out if args.output is None else None, args.output, append=False)
     writer = Writer(args.format, args, io, out, directory)
-    for e in query.mails(reader, filters, limit(args.lines), args.reverse, grep_body(args) if filters.grep else None):
+    for e in selected(args, io, reader, filters, args.reverse):
         writer.write(e)
     if out is not None:
         out.close()
@@ -625,7 +652,7 @@ def cmd_follow(args: argparse.Namespace, io: Io) -> int:
 
 def cmd_stats(args: argparse.Namespace, io: Io) -> int:
     reader, filters = start(args, io)
-    entries = query.mails(reader, filters, limit(args.lines), False, grep_body(args) if filters.grep else None)
+    entries = selected(args, io, reader, filters, False)
     rows = render.stats_rows(entries, args.by, args.sort)
     if args.json:
         text = "".join(render.json_line({args.by: k, "mails": c, "bytes": b}) for k, c, b in rows)

@@ -143,7 +143,12 @@ def _cells(e: MailEntry) -> list[str]:
     user = e.username or (str(e.uid) if e.uid is not None else "?")
     marks = "".join(
         f"[{m}] "
-        for m, on in (("refused", e.kind == "refused"), ("spooled", e.spooled), ("truncated", e.truncated is not None))
+        for m, on in (
+            ("refused", e.kind == "refused"),
+            ("spooled", e.spooled),
+            ("truncated", e.truncated is not None),
+            ("dup", e.duplicates > 0),
+        )
         if on
     )
     return [
@@ -376,6 +381,7 @@ def json_record(e: MailEntry, raw: bytes | None = None) -> dict[str, Any]:
         "size": e.size,
         "sha256": e.sha256,
         "parts": e.parts,
+        "duplicates": e.duplicates,
         "invoked_as": e.invoked_as,
         "caller_comm": e.caller_comm or None,
         "caller_pid": e.caller_pid,
