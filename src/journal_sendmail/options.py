@@ -91,7 +91,6 @@ OPTIONS: tuple[Option, ...] = (
 
 BY_NAME = {o.name: o for o in OPTIONS}
 MODES_BY_NAME = {"mailq": "mailq", "newaliases": "newaliases", "runq": "flush"}
-PROGRAM_NAMES = ("sendmail", "mailq", "newaliases", "runq", "journal-sendmail")
 
 
 @record(frozen=True)
