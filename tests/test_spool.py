@@ -82,6 +82,22 @@ def test_no_journal_spools_then_flush_reinjects_byte_identical(journald: Journal
     assert len(journald.entries(MAIL)) == 1
 
 
+def test_reader_lists_reinjected_mail_as_spooled(journald: Journald, bindir: Path, spool: Path) -> None:
+    from support import ENV, READER
+
+    assert run_sendmail(bindir, ["root"], b"Subject: direct\n\nx\n").returncode == 0
+    journald.stop()
+    os.unlink(journald.socket_path)
+    assert run_sendmail(bindir, ["root"], b"Subject: via the spool\n\nx\n").returncode == 0
+    journald.start()
+    assert run_sendmail(bindir, ["-q"]).returncode == 0
+    journald.entries(MAIL, wait_for=2)
+    p = subprocess.run([*READER, "list", "--spooled", "--json"], capture_output=True, env=ENV, timeout=60)
+    assert p.returncode == 0, p.stderr
+    rows = [json.loads(line) for line in p.stdout.splitlines()]
+    assert [(r["subject"], r["spooled"], r["spool_uid"]) for r in rows] == [("via the spool", True, 0)]
+
+
 def test_big_message_is_spooled_and_reinjected_in_parts(journald: Journald, bindir: Path, spool: Path,
                                                         tmp_path: Path) -> None:
     no_journal(journald)
