@@ -7,14 +7,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-import harness  # noqa: E402
-from support import INSTALLED, IS_ROOT, LAUNCHER, SRC, run_sendmail  # noqa: E402
+import harness
+from support import INSTALLED, IS_ROOT, LAUNCHER, SRC, run_sendmail
 
 if IS_ROOT:
     harness.enter_private_namespace()

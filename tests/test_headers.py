@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from support import DATA
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import DATA
 
 from journal_sendmail import headers
 

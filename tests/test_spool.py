@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import ROOT, run_sendmail
 from harness import Journald, one
+from support import ROOT, run_sendmail
 
 from journal_sendmail.record import MSG_MAIL, MSG_SPOOL
 
