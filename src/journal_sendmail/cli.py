@@ -10,7 +10,7 @@ import sys
 
 from . import __version__
 from .config import Config
-from .errors import EX_OK, EX_SOFTWARE, EX_TEMPFAIL, EX_USAGE, JournalSendmailError, UsageError
+from .errors import EX_OK, EX_SOFTWARE, EX_TEMPFAIL, EX_USAGE, InputError, JournalSendmailError, UsageError
 from .options import Invocation
 
 TYPE_CHECKING = False
@@ -51,8 +51,6 @@ def ensure_std_fds() -> None:
 
 
 def read_stdin(n: int) -> bytes:
-    from .errors import InputError
-
     try:
         return posix.read(0, n)
     except OSError as e:

@@ -16,6 +16,7 @@ import posix  # not os: python3 -S has not loaded it, and importing it costs eve
 import time
 
 from .errors import JournalError
+from .message import write_all
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -28,8 +29,6 @@ if TYPE_CHECKING:
 
 # Past this a datagram is likely refused (net.core.wmem_default); go to memfd.
 DATAGRAM_MAX = 200 * 1024
-F_ADD_SEALS = 1033
-SEALS = 0x1 | 0x2 | 0x4 | 0x8  # F_SEAL_SEAL | SHRINK | GROW | WRITE
 
 
 class Journal:
@@ -89,10 +88,9 @@ class Journal:
 
         fd = posix.memfd_create("journal-sendmail-entry", posix.MFD_CLOEXEC | posix.MFD_ALLOW_SEALING)
         try:
-            view = memoryview(payload)
-            while view:
-                view = view[posix.write(fd, view):]
-            fcntl.fcntl(fd, F_ADD_SEALS, SEALS)
+            write_all(fd, payload)
+            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW
+                        | fcntl.F_SEAL_WRITE)
             sock.sendmsg([], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fd.to_bytes(4, "little", signed=True))])
         finally:
             posix.close(fd)

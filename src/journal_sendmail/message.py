@@ -122,11 +122,11 @@ def read(
             head.extend(data[:room])
         if fd is None and size > part_size:
             fd = posix.memfd_create("journal-sendmail", posix.MFD_CLOEXEC)
-            _write_all(fd, bytes(head))
+            write_all(fd, bytes(head))
             data = data[room:] if room > 0 else data
         elif fd is None:
             return
-        _write_all(fd, data)
+        write_all(fd, data)
 
     pending = b""
     bol = True
@@ -173,7 +173,8 @@ def read(
     )
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to ``fd`` (os.write may write less)."""
     view = memoryview(data)
     while view:
         view = view[posix.write(fd, view):]

@@ -28,6 +28,7 @@ from .errors import (
     OutputError,
     UsageError,
 )
+from .message import write_all
 from .query import Filters, MailEntry, Source
 
 PROG = "journal-mail"
@@ -361,12 +362,10 @@ class Output:
             return
         data, self.buf = bytes(self.buf), bytearray()
         if self.fd is not None:
-            view = memoryview(data)
             try:
-                while view:
-                    view = view[os.write(self.fd, view):]
+                write_all(self.fd, data)
             except OSError as e:
-                raise JournalSendmailError(f"cannot write {self.path}: {e.strerror}") from None
+                raise OutputError(f"cannot write {self.path}: {e.strerror}") from None
         elif self.stream is not None:
             self.stream.write(data)
             self.stream.flush()
@@ -385,9 +384,7 @@ def write_eml(directory: str, e: MailEntry, raw: bytes) -> None:
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
-            view = memoryview(raw)
-            while view:
-                view = view[os.write(fd, view):]
+            write_all(fd, raw)
         finally:
             os.close(fd)
         os.replace(tmp, path)

@@ -138,6 +138,24 @@ def part_fields(mail: Mail, part: int, parts: int, chunk: bytes) -> Fields:
     ]
 
 
+def spool_event_fields(
+    identifier: str, facility: int, message: str, name: str, reason: str, owner: int | None, priority: int
+) -> Fields:
+    """The fields of a spool event (id 963c70d7…): a spool file refused."""
+    fields: Fields = [
+        ("MESSAGE", message.encode("utf-8", "replace")),
+        ("MESSAGE_ID", MSG_SPOOL.encode()),
+        ("PRIORITY", str(priority).encode()),
+        ("SYSLOG_FACILITY", str(facility).encode()),
+        ("SYSLOG_IDENTIFIER", identifier.encode("utf-8", "surrogateescape")),
+        ("MAIL_SPOOL_FILE", name.encode("utf-8", "surrogateescape")),
+        ("MAIL_SPOOL_REASON", reason.encode("utf-8", "surrogateescape")),
+    ]
+    if owner is not None:
+        fields.append(("MAIL_SPOOL_UID", str(owner).encode()))
+    return fields
+
+
 def encode(fields: Fields) -> bytes:
     """The native-protocol datagram for ``fields``, every value in binary form.
 

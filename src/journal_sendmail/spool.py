@@ -26,6 +26,7 @@ import time
 
 from .config import Config
 from .errors import EX_OK, EX_TEMPFAIL, JournalError, SpoolError
+from .message import write_all
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -80,9 +81,9 @@ def write(sub: Submission, cfg: Config, reason: str) -> str:
         raise SpoolError(f"spool {cfg.spool}: {e.strerror}") from None
     try:
         try:
-            _write_all(fd, header)
+            write_all(fd, header)
             for chunk in sub.raw.chunks(cfg.part_size):
-                _write_all(fd, chunk)
+                write_all(fd, chunk)
             os.fsync(fd)
             os.rename(tmp, os.path.join(cfg.spool, name))
         except OSError as e:
@@ -105,12 +106,6 @@ def _envelope(sub: Submission) -> dict[str, Any]:
     except Exception:  # mailq's view must never stop a message from being spooled
         return {}
     return {"from": sender, "rcpts": rcpts}
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
 
 
 def _unlink_quietly(path: str) -> None:
@@ -319,19 +314,9 @@ def _submission(meta: dict[str, Any], raw: Raw, owner: int) -> Submission:
 def _event(cfg: Config, name: str, message: str, owner: int | None, reason: str, priority: int = 4) -> None:
     """Log a spool event (id 963c70d7…) to the journal; best effort."""
     from .journal import Journal
-    from .record import MSG_SPOOL, encode
+    from .record import encode, spool_event_fields
 
-    fields = [
-        ("MESSAGE", message.encode("utf-8", "replace")),
-        ("MESSAGE_ID", MSG_SPOOL.encode()),
-        ("PRIORITY", str(priority).encode()),
-        ("SYSLOG_FACILITY", str(cfg.facility).encode()),
-        ("SYSLOG_IDENTIFIER", cfg.identifier.encode()),
-        ("MAIL_SPOOL_FILE", name.encode("utf-8", "surrogateescape")),
-        ("MAIL_SPOOL_REASON", reason.encode("utf-8", "surrogateescape")),
-    ]
-    if owner is not None:
-        fields.append(("MAIL_SPOOL_UID", str(owner).encode()))
+    fields = spool_event_fields(cfg.identifier, cfg.facility, message, name, reason, owner, priority)
     sink = Journal(cfg.socket, cfg.timeout)
     try:
         sink.send(encode(fields))
