@@ -24,6 +24,10 @@ SAMPLES = [
     pytest.param("rfc2047.eml", dict(MAIL_FROM="Jörg <joerg@x>", MAIL_TO='André <andre@y>, "Doe, Jane" <jane@z>',
                                      MAIL_CC="friends: c@x, d@y;", MAIL_SUBJECT="élèVe and more"),
                  ["andre@y", "jane@z", "c@x", "d@y"], False, id="rfc2047-groups-quotes"),
+    pytest.param("newline-in-name.eml", dict(MAIL_FROM="é\n <a@example.org>",
+                                             MAIL_TO="é\n <c@example.org>, e@example.org",
+                                             MAIL_SUBJECT="a display name that decodes to a newline"),
+                 ["c@example.org", "e@example.org"], False, id="newline-in-name"),
     pytest.param("folded.eml", dict(MAIL_TO="a@x,  b@y", MAIL_SUBJECT="a long\tfolded subject"), ["a@x", "b@y"],
                  False, id="folded"),
     pytest.param("resent.eml", dict(MAIL_TO="orig@x", MAIL_SUBJECT="resent"), ["new@y", "other@z"], True,
@@ -48,6 +52,14 @@ def test_unix_from_line() -> None:
 def test_defects_are_recorded_not_raised() -> None:
     h = headers.parse(b"hello world\nno header here\n")
     assert any("MissingHeaderBodySeparatorDefect" in d for d in h.defects)
+
+
+def test_what_the_email_package_raises_on_is_a_defect() -> None:
+    # policy.default raises ValueError for a display name that decodes to a
+    # newline; the message must still be stored, with its recipients.
+    found = headers.parse((DATA / "newline-in-name.eml").read_bytes())
+    assert [d.split(": ")[0] for d in found.defects] == ["From", "To"]
+    assert all("unparsable: ValueError" in d for d in found.defects)
 
 
 def test_local_recipient_is_no_defect() -> None:

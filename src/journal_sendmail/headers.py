@@ -276,8 +276,13 @@ def parse_email(block: bytes) -> Headers:
         name = key.lower()
         if name not in INTERESTING:
             continue
-        header = msg.policy.header_fetch_parse(key, raw_value)  # type: ignore[no-untyped-call]
-        text, addrs, defects = _decode(header, name)
+        try:
+            header = msg.policy.header_fetch_parse(key, raw_value)  # type: ignore[no-untyped-call]
+            text, addrs, defects = _decode(header, name)
+        except Exception as e:  # e.g. a display name that decodes to a newline: ValueError
+            text = _utf8(str(raw_value)).strip(" \t\r\n")
+            addrs = _getaddresses(str(raw_value)) if name in ADDRESS_HEADERS else []
+            defects = [f"unparsable: {type(e).__name__}: {e}"]
         if name in AS_WRITTEN:
             text = _as_written(str(raw_value), name)
         out.defects.extend(_defect_text(key, d) for d in defects)
@@ -353,7 +358,12 @@ def addresses_email(value: str) -> list[str]:
         header = policy.default.header_factory("To", value)
         found = [_utf8(a.addr_spec) for a in header.addresses]
     except Exception:
-        from email.utils import getaddresses
-
-        found = [a for _, a in getaddresses([value])]
+        found = _getaddresses(value)
     return [a for a in found if a]
+
+
+def _getaddresses(value: str) -> list[str]:
+    """The legacy address parser: for what the modern one raises on."""
+    from email.utils import getaddresses
+
+    return [_utf8(a) for _, a in getaddresses([value]) if a]
