@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from harness import Journald, one
-from support import DATA, run_sendmail
+from support import DATA, SRC, run_sendmail
 
 from journal_sendmail import __version__
 from journal_sendmail.record import MSG_MAIL, MSG_PART, MSG_REFUSED
@@ -349,3 +349,26 @@ def test_interrupt_never_claims_success(monkeypatch: pytest.MonkeyPatch, capfd: 
 
     monkeypatch.setitem(cli.MODES, "newaliases", interrupted)
     assert cli.main(["newaliases"]) == 75
+
+
+LEAVE = ("import sys; sys.path.insert(0, sys.argv[1]); from journal_sendmail.cli import leave; "
+         "sys.stdout and sys.stdout.write('buffered'); leave(3)")
+
+
+@pytest.mark.parametrize("stdout", ["pipe", "closed", "broken-pipe"])
+def test_leave_flushes_and_keeps_the_code(stdout: str) -> None:
+    # leave() skips the interpreter's teardown: what Python still buffered must
+    # come out first, and a closed or broken stdout must not become a traceback.
+    cmd = ["/bin/sh", "-c", '/usr/bin/python3 -IS -c "$0" "$1" ' + (">&-" if stdout == "closed" else ""),
+           LEAVE, str(SRC)]
+    if stdout == "broken-pipe":
+        r, w = os.pipe()
+        os.close(r)
+        try:
+            p = subprocess.run(cmd, stdout=w, stderr=subprocess.PIPE, timeout=30)
+        finally:
+            os.close(w)
+        assert (p.returncode, p.stderr) == (3, b"")
+        return
+    p = subprocess.run(cmd, capture_output=True, timeout=30)
+    assert (p.returncode, p.stdout, p.stderr) == (3, b"buffered" if stdout == "pipe" else b"", b"")

@@ -16,6 +16,7 @@ from .options import Invocation
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import NoReturn
 
 
 PROG = "journal-sendmail"
@@ -71,6 +72,24 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
     except Exception as e:  # never a traceback for a caller like cron
         say(f"{PROG}: internal error: {type(e).__name__}: {e}")
         return EX_SOFTWARE
+
+
+def leave(code: int) -> NoReturn:
+    """Exit with ``code`` at once, without the interpreter's teardown.
+
+    Freeing every loaded module at exit costs 1.4 ms here with nothing
+    loaded and 2-3.5 ms once ``email`` is, a sixth of a cron mail.  Nothing
+    is lost by skipping it: everything this program writes goes through
+    ``posix.write`` or is closed before ``main`` returns, nothing registers
+    at exit, and Python's own stdio buffers are flushed here.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):  # a closed or broken stream: nothing to save
+            pass
+    posix._exit(code)
 
 
 def run(args: list[str], environ: dict[str, str] | None) -> int:
