@@ -101,6 +101,8 @@ SPECIAL = [
     pytest.param("from-line.eml", {"MAIL_ENVELOPE_FROM": "alice@example.org"}, id="envelope-from-line"),
     pytest.param("8bit-headers.eml", {"MAIL_SUBJECT": "Cron <root@h> echo café ünïcode"}, id="8bit-subject"),
     pytest.param("invalid-utf8.eml", {"MAIL_SUBJECT": "bad \ufffd\ufffd bytes"}, id="invalid-utf8-subject"),
+    pytest.param("rfc2047-plain-recipients.eml", {"MAIL_SUBJECT": "élève de la sauvegarde OK",
+                                                  "MAIL_FROM": "Sauvegarde été <backup@example.org>"}, id="rfc2047"),
     pytest.param("newline-in-name.eml", {"MAIL_DEFECTS": None, "MAIL_TO": "é\n <c@example.org>, e@example.org"},
                  id="email-package-raises"),
 ]

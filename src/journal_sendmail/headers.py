@@ -2,13 +2,16 @@
 
 Importing ``email`` costs ~17 ms here, more than twice the interpreter's own
 start-up, and every cron mail would pay it.  So a fast path takes the header
-block when it is trivially simple (printable ASCII, no encoded words, no
-folding, recipients that are plain comma-separated tokens, everyday Date,
-Message-ID and Content-* values) and everything else goes to ``email``.  A
-property test proves that both give the same answer wherever the fast path
-accepts the input.  Address, Date, Message-ID and Content-* headers are
-recorded as written (encoded words decoded): the email package re-renders
-them, and would drop cron's ``root (Cron Daemon)`` comment.
+block when it is trivially simple (printable ASCII, no folding, recipients
+that are plain comma-separated tokens, everyday Date, Message-ID and
+Content-* values) and everything else goes to ``email``.  RFC 2047 encoded
+words in a Subject, or in the display name of a From that is otherwise
+simple, are decoded by the email package's own decoder, which costs half as
+much to import as its parser; the fast path only checks that they are
+whole, well-formed words.  A property test proves that both paths give the same answer wherever the
+fast path accepts the input.  Address, Date, Message-ID and Content-*
+headers are recorded as written (encoded words decoded): the email package
+re-renders them, and would drop cron's ``root (Cron Daemon)`` comment.
 """
 
 from __future__ import annotations
@@ -130,6 +133,92 @@ def _simple_cte(value: str) -> bool:
     return value.lower() in _CTES
 
 
+_B64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+_HEX = frozenset("0123456789ABCDEFabcdef")
+_Q_CHARS = frozenset(chr(c) for c in range(33, 127)) - {"?"}
+
+
+def _encoded_word(token: str) -> bool:
+    """One whole, well-formed RFC 2047 word: ``=?charset?Q|B?text?=``.
+
+    >>> _encoded_word("=?utf-8?q?J=C3=B6rg?="), _encoded_word("=?utf-8?b?w6k=?=")
+    (True, True)
+    >>> _encoded_word("=?utf-8?q?=C?="), _encoded_word("=?utf-8?b?w6k?="), _encoded_word("a=?utf-8?q?b?=")
+    (False, False, False)
+    """
+    if len(token) < 8 or not token.startswith("=?") or not token.endswith("?="):
+        return False
+    parts = token[2:-2].split("?")
+    if len(parts) != 3:
+        return False
+    charset, encoding, text = parts
+    if not charset or not text or not _CHARSET_CHARS.issuperset(charset):
+        return False
+    if encoding in ("b", "B"):
+        data = text.rstrip("=")
+        return len(text) % 4 == 0 and len(text) - len(data) <= 2 and _B64_CHARS.issuperset(data)
+    if encoding not in ("q", "Q") or not _Q_CHARS.issuperset(text):
+        return False
+    escapes = text.split("=")[1:]
+    return all(len(e) >= 2 and _HEX.issuperset(e[:2]) for e in escapes)
+
+
+def decode_words(value: str) -> str | None:
+    """``value`` with its encoded words decoded by the email package; None
+    where one is not a lone, whole, well-formed word, its decoding has a
+    defect (an unknown charset, bytes the charset cannot decode) or it
+    decodes to a control character.
+
+    Encoded words are decoded one by one with the decoder the email
+    package's modern parser uses itself (``email._encoded_words``, private
+    but unchanged since Python 3.3), and joined by RFC 2047's rule: the
+    space between two encoded words is dropped.  ``email.header``, the public
+    legacy decoder, doubles a space after a us-ascii word and costs 0.8 ms
+    more to import; the modern parser costs ~14 ms more.
+
+    >>> decode_words("=?utf-8?q?J=C3=B6rg?= =?utf-8?q?_M?=  x =?utf-8?b?w6k=?=")
+    'Jörg M  x é'
+    >>> decode_words("(=?utf-8?q?a?=)"), decode_words("=?bogus?q?a?=")
+    (None, None)
+    """
+    try:
+        from email._encoded_words import decode  # type: ignore[import-not-found]  # no stub: private
+    except ImportError:  # a Python without it: the parser decides
+        return None
+    parts: list[str] = []
+    spaces = 0
+    after_word = False
+    for token in value.split(" "):
+        if not token:
+            spaces += 1
+            continue
+        word = "=?" in token
+        text = token
+        if word:
+            if not _encoded_word(token):
+                return None
+            try:
+                text, _charset, _lang, defects = decode(token)
+            except Exception:  # not the shape decode() was written for: the parser decides
+                return None
+            if defects or not text.isprintable():  # a control character: the parser has its defect
+                return None
+        if parts and not (word and after_word):
+            parts.append(" " * (spaces + 1))
+        parts.append(text)
+        spaces, after_word = 0, word
+    return "".join(parts)
+
+
+def _named_from(value: str) -> bool:
+    """Encoded words in From stand in the display name of ``Name <addr>``."""
+    return value.endswith(">") and " <" in value and "=?" not in value[value.rfind(" <"):]
+
+
+# Headers whose encoded words the fast path hands to decode_words.
+ENCODED_OK = frozenset(("subject", "auto-submitted", "from"))
+
+
 # Structured headers the fast path takes only in their everyday form.
 SIMPLE_VALUES = {
     "date": _simple_date,
@@ -164,7 +253,7 @@ class Headers:
     content: dict[str, str] = field(default_factory=dict)  # content-type, -transfer-encoding
     defects: list[str] = field(default_factory=list)
     unixfrom: str | None = None  # the address of a leading "From " line
-    fast: bool = False  # parsed without the email package
+    fast: bool = False  # parsed by the fast path (its encoded words by decode_words)
 
 
 def header_end(data: bytes) -> int | None:
@@ -212,8 +301,6 @@ def parse(head: bytes) -> Headers:
 
 def parse_fast(block: bytes) -> Headers | None:
     """The fast path; None where the block is not trivially simple."""
-    if b"=?" in block:
-        return None
     lines = block.splitlines(keepends=True)
     if not lines or lines[-1].strip(b"\r\n"):
         return None  # no empty line closes the block
@@ -227,6 +314,14 @@ def parse_fast(block: bytes) -> Headers | None:
         value = simple[1].strip(" \t")
         if name in SIMPLE_VALUES and not SIMPLE_VALUES[name](value):
             return None
+        decoded = value
+        if "=?" in value and name in INTERESTING:
+            ok = name in ENCODED_OK and (name != "from" or _named_from(value))
+            words = decode_words(value) if ok else None
+            if words is None:
+                return None
+            # The email package strips unstructured text after decoding it.
+            decoded = words if name == "from" else words.strip(" \t\r\n")
         addrs: list[str] = []
         if name == "from" and value and _simple_from(value):
             pass  # recorded as written; From gives no recipients
@@ -236,7 +331,7 @@ def parse_fast(block: bytes) -> Headers | None:
                 return None
             addrs = found_addrs
         if name in INTERESTING:
-            found.setdefault(name, []).append((value, addrs))
+            found.setdefault(name, []).append((decoded, addrs))
     _finish(out, found)
     return out
 
@@ -294,6 +389,10 @@ def parse_email(block: bytes) -> Headers:
 def _as_written(raw_value: str, name: str) -> str:
     text = _utf8("".join(raw_value.splitlines())).strip(" \t")
     if "=?" in text and name in ADDRESS_HEADERS:
+        words = decode_words(text)
+        if words is not None:
+            return words  # as the fast path decodes them
+        # Words inside comments or quoted names: the legacy decoder finds them.
         from email.header import decode_header, make_header
 
         try:
