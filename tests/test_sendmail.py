@@ -330,6 +330,26 @@ def test_stopped_journald_times_out_with_75(journald: Journald, bindir: Path, co
     assert len(journald.entries(MAIL, wait_for=len(results) - 1)) == len(results) - 1
 
 
+def test_a_header_parser_bug_still_stores_the_mail(journald: Journald, monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from journal_sendmail import config, deliver, headers, message, options
+
+    def broken(head: bytes) -> headers.Headers:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(headers, "parse", broken)
+    cfg = config.Config(socket=journald.socket_path)
+    stdin = io.BytesIO(b"To: a@x\nSubject: s\n\nbody\n")
+    raw = message.read(lambda n: stdin.read(n), ignore_dots=True, part_size=cfg.part_size, max_size=cfg.max_size)
+    sub = deliver.Submission.now(options.parse(["sendmail", "-i", "root"]), raw)
+    assert deliver.accept(sub, cfg) == "stored in the journal"
+    f = journald.entries(f"MAIL_ID={sub.mail_id}", wait_for=1)[0]
+    assert one(f["MAIL_RCPT"]) == b"root"
+    assert one(f["MAIL_DEFECTS"]) == b"headers: not parsed: RuntimeError: boom"
+    assert one(f["MAIL_RAW"]) == b"To: a@x\nSubject: s\n\nbody\n"
+
+
 def test_internal_error_is_one_line_and_70(monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
     from journal_sendmail import cli
 

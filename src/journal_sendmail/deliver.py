@@ -53,7 +53,10 @@ def store(sub: Submission, cfg: Config) -> None:
     from . import headers, journal, message, record
 
     raw = sub.raw
-    hdrs = headers.parse(raw.head)
+    try:
+        hdrs = headers.parse(raw.head)
+    except Exception as e:  # a parser bug must not lose the mail: store it raw, and say why
+        hdrs = headers.Headers(defects=[f"headers: not parsed: {type(e).__name__}: {e}"])
     rcpts = record.recipients(sub.inv.recipients, hdrs.header_recipients, sub.inv.extract)
     if not rcpts and sub.refused is None:
         sub.refused = "no recipients"
