@@ -484,6 +484,9 @@ def _scan(reader: Any, filters: Filters, body: Callable[[MailEntry], str], forwa
             yield e
 
 
+FOLLOW_MEMORY = 10_000
+
+
 def follow(
     reader: Any,
     filters: Filters,
@@ -496,10 +499,14 @@ def follow(
 
     Starts after ``cursor`` when given, else with the newest ``lines`` mails
     (``None``: every mail, or every one since ``filters.since``).  New journal
-    files (rotation) are picked up by ``wait()``.
+    files (rotation) are picked up by ``wait()``.  A MAIL_ID among the last
+    ``FOLLOW_MEMORY`` given out is not given again: journal-upload sends the
+    entry at its saved cursor once more when it restarts, so a central
+    journal can hold a mail twice, the copies close together.
     """
     get_body = body or (lambda e: e.text or "")
     apply_matches(reader, filters)
+    recent: dict[str, None] = {}  # MAIL_IDs given out, oldest first
     pending = False  # is the reader on an entry not yet given out?
     if cursor:
         reader.seek_cursor(cursor)
@@ -521,8 +528,12 @@ def follow(
             if filters.until is not None and t > filters.until:
                 continue
             e = to_entry(reader._get_all(), t, reader._get_cursor())
-            if _wanted(e, filters, get_body):
-                yield e
+            if (e.mail_id and e.mail_id in recent) or not _wanted(e, filters, get_body):
+                continue
+            recent[e.mail_id] = None
+            if len(recent) > FOLLOW_MEMORY:
+                del recent[next(iter(recent))]
+            yield e
         yield None
         try:
             reader.wait(int(timeout * US))

@@ -87,6 +87,25 @@ def test_follow_survives_journal_rotation(journald: harness.Journald, sendmail: 
         assert json.loads(lines.next())["subject"] == f"rotated {n}"
 
 
+def test_follow_gives_a_mail_uploaded_twice_once(journald: harness.Journald, sendmail: Sendmail,
+                                                 follower: Any) -> None:  # fmt: skip
+    # journal-upload sends the entry at its saved cursor again when it restarts:
+    # the same entry (same MAIL_ID) twice in a row, as a central journal holds it.
+    from systemd import journal
+
+    _proc, lines = follower("--format", "json")
+    wait_until(lambda: sendmail(["root"], mail("probe")).returncode == 0 and _seen(lines, "probe"), what="follow ready")
+    assert sendmail(["root"], mail("uploaded twice")).returncode == 0
+    first = json.loads(lines.next())
+    assert first["subject"] == "uploaded twice"
+    entry = journald.entries("MAIL_SUBJECT=uploaded twice", wait_for=1)[0]
+    copy = {k: v[0] if isinstance(v, list) else v for k, v in entry.items() if not k.startswith("_")}
+    journal.send(copy.pop("MESSAGE").decode(), MESSAGE_ID=copy.pop("MESSAGE_ID").decode(), **copy)
+    journald.entries("MAIL_SUBJECT=uploaded twice", wait_for=2)
+    assert sendmail(["root"], mail("after the copy")).returncode == 0
+    assert json.loads(lines.next())["subject"] == "after the copy"
+
+
 def _seen(lines: Lines, subject: str) -> bool:
     try:
         return json.loads(lines.next(timeout=1.0))["subject"] == subject
