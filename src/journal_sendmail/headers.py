@@ -8,10 +8,11 @@ Content-* values) and everything else goes to ``email``.  RFC 2047 encoded
 words in a Subject, or in the display name of a From that is otherwise
 simple, are decoded by the email package's own decoder, which costs half as
 much to import as its parser; the fast path only checks that they are
-whole, well-formed words.  A property test proves that both paths give the same answer wherever the
-fast path accepts the input.  Address, Date, Message-ID and Content-*
-headers are recorded as written (encoded words decoded): the email package
-re-renders them, and would drop cron's ``root (Cron Daemon)`` comment.
+whole, well-formed words.  Property tests prove that both paths give the
+same answer wherever the fast path accepts the input.  Address, Date,
+Message-ID and Content-* headers are recorded as written (encoded words
+decoded): the email package re-renders them, and would drop cron's
+``root (Cron Daemon)`` comment.
 """
 
 from __future__ import annotations
@@ -167,7 +168,8 @@ def decode_words(value: str) -> str | None:
     """``value`` with its encoded words decoded by the email package; None
     where one is not a lone, whole, well-formed word, its decoding has a
     defect (an unknown charset, bytes the charset cannot decode) or it
-    decodes to a control character.
+    decodes to a character that is not printable (a control character, a
+    separator other than the space).
 
     Encoded words are decoded one by one with the decoder the email
     package's modern parser uses itself (``email._encoded_words``, private
@@ -201,7 +203,7 @@ def decode_words(value: str) -> str | None:
                 text, _charset, _lang, defects = decode(token)
             except Exception:  # not the shape decode() was written for: the parser decides
                 return None
-            if defects or not text.isprintable():  # a control character: the parser has its defect
+            if defects or not text.isprintable():  # a newline, a control: the parser has its defect
                 return None
         if parts and not (word and after_word):
             parts.append(" " * (spaces + 1))
