@@ -25,7 +25,7 @@ READER = (
     ["/usr/bin/journal-mail"]
     if INSTALLED
     else ["/usr/bin/python3", "-c",
-          f"import sys; sys.path.insert(0, {str(SRC)!r}); from journal_sendmail.reader_cli import entry; entry()"]
+          f"import sys; sys.path.insert(0, {str(SRC)!r}); from journal_sendmail.reader.cli import entry; entry()"]
 )
 ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 
@@ -57,3 +57,23 @@ def wait_until(cond: Callable[[], bool], timeout: float = 15.0, what: str = "con
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.05)
+
+
+def json_raw(rec: dict[str, object]) -> bytes:
+    """The exact message bytes a JSON line of ``export --format json`` carries."""
+    import base64
+
+    if "body_base64" in rec:
+        return base64.b64decode(str(rec["body_base64"]))
+    return str(rec["body"]).encode("utf-8")
+
+
+def mboxrd_unescape(text: bytes) -> bytes:
+    r"""The inverse of mboxrd quoting: one ``>`` less before ``>*From ``.
+
+    >>> mboxrd_unescape(b'a\n>From x\n>>From y\n')
+    b'a\nFrom x\n>From y\n'
+    """
+    import re
+
+    return re.sub(rb"^>(>*From )", rb"\1", text, flags=re.MULTILINE)

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from journal_sendmail import message
+from journal_sendmail import body, message
 
 
 class Feed:
@@ -115,9 +115,9 @@ BODIES = [
 ]
 
 
-@pytest.mark.parametrize(("raw", "body"), BODIES)
-def test_body_of(raw: bytes, body: bytes) -> None:
-    assert message.body_of(raw) == body
+@pytest.mark.parametrize(("raw", "want"), BODIES)
+def test_body_of(raw: bytes, want: bytes) -> None:
+    assert body.body_of(raw) == want
 
 
 TEXTS = [
@@ -135,6 +135,6 @@ def test_readable_text(name: str, text: str | None) -> None:
     from journal_sendmail import headers
 
     raw = (DATA / name).read_bytes()
-    found, defects = message.readable_text(raw, headers.parse(raw).content)
+    found, defects = body.readable_text(raw, headers.parse(raw).content)
     assert found == text
     assert defects == []

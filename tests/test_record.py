@@ -108,4 +108,6 @@ ENVELOPE = [
 
 @pytest.mark.parametrize(("option", "unixfrom", "login", "expected"), ENVELOPE)
 def test_envelope_sender(option: str | None, unixfrom: str | None, login: str, expected: str) -> None:
-    assert record.envelope_sender(option, unixfrom, login) == expected
+    from journal_sendmail.submission import envelope_sender
+
+    assert envelope_sender(option, unixfrom, login) == expected

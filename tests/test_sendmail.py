@@ -334,6 +334,7 @@ def test_a_header_parser_bug_still_stores_the_mail(journald: Journald, monkeypat
     import io
 
     from journal_sendmail import config, deliver, headers, message, options
+    from journal_sendmail.submission import Submission
 
     def broken(head: bytes) -> headers.Headers:
         raise RuntimeError("boom")
@@ -342,7 +343,7 @@ def test_a_header_parser_bug_still_stores_the_mail(journald: Journald, monkeypat
     cfg = config.Config(socket=journald.socket_path)
     stdin = io.BytesIO(b"To: a@x\nSubject: s\n\nbody\n")
     raw = message.read(lambda n: stdin.read(n), ignore_dots=True, part_size=cfg.part_size, max_size=cfg.max_size)
-    sub = deliver.Submission.now(options.parse(["sendmail", "-i", "root"]), raw)
+    sub = Submission.now(options.parse(["sendmail", "-i", "root"]), raw)
     assert deliver.accept(sub, cfg) == "stored in the journal"
     f = journald.entries(f"MAIL_ID={sub.mail_id}", wait_for=1)[0]
     assert one(f["MAIL_RCPT"]) == b"root"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import posix  # not os: python3 -S has not loaded it, and importing it costs every mail ~1 ms
+import posix
 
 
 def caller_fields(ppid: int | None = None, proc: str = "/proc") -> dict[str, str]:
@@ -19,14 +19,3 @@ def caller_fields(ppid: int | None = None, proc: str = "/proc") -> dict[str, str
     except OSError:
         pass  # another user's process: /proc hides its exe
     return out
-
-
-def login_name(uid: int | None = None) -> str:
-    """The real uid's login name, or the number when it has none."""
-    import pwd
-
-    uid = posix.getuid() if uid is None else uid
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)

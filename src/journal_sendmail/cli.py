@@ -5,7 +5,7 @@ argv ─> options ─> Invocation; stdin ─> message ─> headers ─> record �
 
 from __future__ import annotations
 
-import posix  # not os: python3 -S has not loaded it, and importing it costs every mail ~1 ms
+import posix
 import sys
 
 from . import __version__
@@ -106,6 +106,7 @@ def run(args: list[str], environ: dict[str, str] | None) -> int:
 
 def deliver(inv: Invocation, cfg: Config) -> int:
     from . import deliver, message
+    from .submission import Submission
 
     raw = message.read(
         read_stdin,
@@ -115,7 +116,7 @@ def deliver(inv: Invocation, cfg: Config) -> int:
         read_after_dot=not posix.isatty(0),
     )
     try:
-        sub = deliver.Submission.now(inv, raw)
+        sub = Submission.now(inv, raw)
         where = deliver.accept(sub, cfg)
     finally:
         raw.close()
@@ -131,13 +132,14 @@ def refused_usage(args: list[str], err: UsageError, cfg: Config) -> int:
     """Bad usage: refuse with 64, but record data already waiting on stdin."""
     from . import deliver, message
     from .options import Invocation, program_name
+    from .submission import Submission
 
     if not posix.isatty(0) and _readable_soon(0, min(cfg.timeout, 1.0)):
         raw = message.read(read_stdin, ignore_dots=True, part_size=cfg.part_size, max_size=cfg.max_size)
         try:
             if raw.size:
                 inv = Invocation(argv=tuple(args), invoked_as=program_name(args[0] if args else "sendmail"))
-                deliver.accept(deliver.Submission.now(inv, raw, refused=err.reason), cfg)
+                deliver.accept(Submission.now(inv, raw, refused=err.reason), cfg)
                 say(f"{PROG}: {err.reason} (the message on standard input was recorded as refused)")
                 return EX_USAGE
         finally:
@@ -173,7 +175,7 @@ def newaliases(inv: Invocation, cfg: Config) -> int:
 
 
 def verify(inv: Invocation, cfg: Config) -> int:
-    from .record import recipients
+    from .submission import recipients
 
     rcpts = recipients(inv.recipients, [], False)
     if not rcpts:
@@ -184,25 +186,26 @@ def verify(inv: Invocation, cfg: Config) -> int:
 
 
 def mailq(inv: Invocation, cfg: Config) -> int:
-    from . import spool
+    from . import flush
 
-    return spool.list_queue(cfg, lambda line: say(line, fd=1))
+    return flush.list_queue(cfg, lambda line: say(line, fd=1))
 
 
-def flush(inv: Invocation, cfg: Config) -> int:
-    from . import spool
+def flush_spool(inv: Invocation, cfg: Config) -> int:
+    from . import flush
 
-    return spool.flush(cfg, lambda line: say(line))
+    return flush.flush(cfg, lambda line: say(line))
 
 
 def smtp(inv: Invocation, cfg: Config) -> int:
     from . import deliver, message
     from . import smtp as session
-    from .struct import replace
+    from .dataclass_lite import replace
+    from .submission import Submission
 
     def store(env: session.Envelope, raw: message.Raw, refused: str | None) -> str | None:
         envelope = replace(inv, recipients=tuple(env.recipients), sender=env.sender, extract=False)
-        sub = deliver.Submission.now(envelope, raw, refused=refused, extra=env.fields())
+        sub = Submission.now(envelope, raw, refused=refused, extra=env.fields())
         deliver.accept(sub, cfg)
         return None if sub.refused else sub.mail_id
 
@@ -217,6 +220,6 @@ MODES: dict[str, Callable[[Invocation, Config], int]] = {
     "verify": verify,
     "version": show_version,
     "help": show_help,
-    "flush": flush,
+    "flush": flush_spool,
 }
 

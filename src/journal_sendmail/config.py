@@ -5,10 +5,10 @@ Nothing else in the program reads configuration files.
 
 from __future__ import annotations
 
-import posix  # not os: python3 -S has not loaded it, and importing it costs every mail ~1 ms
+import posix
 
+from .dataclass_lite import fields, record, replace
 from .errors import ConfigError
-from .struct import fields, record, replace
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

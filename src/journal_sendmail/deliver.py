@@ -3,72 +3,29 @@ cannot take it.  Exit 75 only when neither could."""
 
 from __future__ import annotations
 
-import posix  # not os: python3 -S has not loaded it, and importing it costs every mail ~1 ms
-import time
-
 from .config import Config
 from .errors import JournalError, SpoolError
-from .message import Raw
-from .options import Invocation
-from .record import Fields
-from .struct import field, record
+from .submission import Envelope, Submission, resolve
 
 
-@record
-class Submission:
-    """One message handed to us, with what is known about its submission."""
-
-    inv: Invocation
-    raw: Raw
-    mail_id: str
-    login: str  # the submitting uid's login name: the default envelope sender
-    caller: dict[str, str]
-    submitted_at: float
-    refused: str | None = None
-    extra: Fields = field(default_factory=list)
-
-    @classmethod
-    def now(cls, inv: Invocation, raw: Raw, refused: str | None = None, extra: Fields | None = None) -> Submission:
-        """A submission made by this process, now."""
-        from .caller import caller_fields, login_name
-
-        return cls(
-            inv=inv,
-            raw=raw,
-            mail_id=posix.urandom(16).hex(),
-            login=login_name(),
-            caller=caller_fields(),
-            submitted_at=time.time(),
-            refused=refused,
-            extra=list(extra or ()),
-        )
-
-
-def store(sub: Submission, cfg: Config) -> None:
+def store(sub: Submission, env: Envelope, cfg: Config) -> None:
     """Write the submission to the journal: its part entries, then its entry.
 
-    Sets ``sub.refused`` when it has no recipients (it is still recorded).
     Raises JournalError when the journal does not take it.
     """
-    from . import headers, journal, message, record
+    from . import journal, record
+    from .body import readable_text
 
     raw = sub.raw
-    try:
-        hdrs = headers.parse(raw.head)
-    except Exception as e:  # a parser bug must not lose the mail: store it raw, and say why
-        hdrs = headers.Headers(defects=[f"headers: not parsed: {type(e).__name__}: {e}"])
-    rcpts = record.recipients(sub.inv.recipients, hdrs.header_recipients, sub.inv.extract)
-    if not rcpts and sub.refused is None:
-        sub.refused = "no recipients"
     text: str | None = None
     text_defects: list[str] = []
     if cfg.store_text and raw.size <= cfg.part_size:
-        text, text_defects = message.readable_text(raw.head, hdrs.content)
+        text, text_defects = readable_text(raw.head, env.headers.content)
     mail = record.Mail(
         mail_id=sub.mail_id,
-        envelope_from=record.envelope_sender(sub.inv.sender, hdrs.unixfrom, sub.login),
-        recipients=rcpts,
-        headers=hdrs.values,
+        envelope_from=env.sender,
+        recipients=env.recipients,
+        headers=env.headers.values,
         size=raw.size,
         sha256=raw.sha256,
         argv=sub.inv.argv,
@@ -79,7 +36,7 @@ def store(sub: Submission, cfg: Config) -> None:
         full_name=sub.inv.full_name,
         recorded=sub.inv.recorded,
         caller=sub.caller,
-        defects=hdrs.defects + text_defects,
+        defects=env.headers.defects + text_defects,
         text=text,
         received=raw.received if raw.truncated else None,
         after_dot=raw.after_dot if raw.after_dot_size else None,
@@ -101,16 +58,18 @@ def store(sub: Submission, cfg: Config) -> None:
 def accept(sub: Submission, cfg: Config) -> str:
     """Store the submission in the journal, or spool it; say where it went.
 
+    Sets ``sub.refused`` when it has no recipients (it is still recorded).
     Raises SpoolError (exit 75) when neither the journal nor the spool took it.
     """
+    env = resolve(sub)
     try:
-        store(sub, cfg)
+        store(sub, env, cfg)
         return "stored in the journal"
     except JournalError as journal_error:
         from . import spool
 
         try:
-            name = spool.write(sub, cfg, reason=journal_error.reason)
+            name = spool.write(sub, env, cfg, reason=journal_error.reason)
         except SpoolError as spool_error:
             raise SpoolError(f"{journal_error.reason}; and the spool failed: {spool_error.reason}") from None
         return f"spooled as {name} ({journal_error.reason})"

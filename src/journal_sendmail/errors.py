@@ -60,13 +60,6 @@ class SpoolError(JournalSendmailError):
     tag = "spool"
 
 
-class OSFailure(JournalSendmailError):
-    """An operating-system call failed in a way no retry will mend."""
-
-    code = EX_OSERR
-    tag = "os"
-
-
 # The reader's (journal-mail)
 
 

@@ -17,7 +17,7 @@ decoded): the email package re-renders them, and would drop cron's
 
 from __future__ import annotations
 
-from .struct import field, record
+from .dataclass_lite import field, record
 
 # Headers recorded as MAIL_<NAME> fields, by lower-case name.
 RECORDED = {

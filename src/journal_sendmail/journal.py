@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import _socket
 import errno
-import posix  # not os: python3 -S has not loaded it, and importing it costs every mail ~1 ms
+import posix
 import time
 
 from .errors import JournalError

@@ -8,9 +8,9 @@ message is still there for the spool if the journal fails half way.
 
 from __future__ import annotations
 
-import posix  # not os: python3 -S has not loaded it, and importing it costs every mail ~1 ms
+import posix
 
-from .struct import record
+from .dataclass_lite import record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -193,61 +193,15 @@ def from_fd(fd: int, base: int, size: int, part_size: int) -> Raw:
     return Raw(head=head, size=size, sha256=digest.hexdigest(), fd=posix.dup(fd), received=size, base=base)
 
 
-def from_bytes(data: bytes, part_size: int) -> Raw:
-    """A Raw for bytes already in memory (the SMTP mode and the spool)."""
-    return read(_BytesReader(data), ignore_dots=True, part_size=part_size, max_size=len(data))
+def from_bytes(data: bytes | bytearray, part_size: int, max_size: int | None = None) -> Raw:
+    """A Raw for bytes already in memory (an SMTP DATA block), at most ``max_size`` of them."""
+    view = memoryview(data)
+    pos = 0
 
+    def read_fn(n: int) -> bytes:
+        nonlocal pos
+        out = bytes(view[pos : pos + n])
+        pos += len(out)
+        return out
 
-class _BytesReader:
-    def __init__(self, data: bytes) -> None:
-        self.view = memoryview(data)
-
-    def __call__(self, n: int) -> bytes:
-        out, self.view = self.view[:n], self.view[n:]
-        return bytes(out)
-
-
-PLAIN_CHARSETS = ("", "us-ascii", "utf-8", "utf8")
-
-
-def body_of(raw: bytes) -> bytes:
-    """The bytes after the header block (after the first empty line)."""
-    from .headers import header_end
-
-    end = header_end(raw)
-    return b"" if end is None else raw[end:]
-
-
-def readable_text(raw: bytes, content: dict[str, str]) -> tuple[str | None, list[str]]:
-    """The readable body: the first text part, transfer-decoded, as a str.
-
-    Returns (None, []) when that would equal the raw body, so the entry does
-    not carry the same bytes twice; the list holds parser defects.
-    """
-    ctype = content.get("content-type", "").lower()
-    cte = content.get("content-transfer-encoding", "").strip().lower()
-    charset = ""
-    if "charset=" in ctype:
-        charset = ctype.split("charset=", 1)[1].split(";")[0].strip(' "\t')
-    plain = (not ctype or ctype.split(";")[0].strip() == "text/plain") and charset in PLAIN_CHARSETS
-    if plain and cte in ("", "7bit", "8bit", "binary"):
-        body = body_of(raw)
-        try:
-            body.decode("utf-8")
-            return None, []
-        except UnicodeDecodeError:
-            return body.decode("utf-8", "replace"), []
-    from email import policy
-    from email.parser import BytesParser
-
-    try:
-        msg = BytesParser(policy=policy.default).parsebytes(raw)
-        for part in msg.walk():
-            if part.get_content_maintype() == "text":
-                text = part.get_content()
-                if isinstance(text, str):
-                    same = text.encode("utf-8", "surrogateescape") == body_of(raw)
-                    return (None if same else text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")), []
-        return None, []
-    except Exception as e:  # a body the email package chokes on is still stored raw
-        return None, [f"body: {type(e).__name__}: {e}"]
+    return read(read_fn, ignore_dots=True, part_size=part_size, max_size=len(data) if max_size is None else max_size)

@@ -11,8 +11,8 @@ the first non-option ends the options.
 
 from __future__ import annotations
 
+from .dataclass_lite import record
 from .errors import UsageError
-from .struct import record
 
 HONOUR, RECORD, IGNORE, REFUSE = "honoured", "recorded", "ignored", "refused"
 

@@ -7,7 +7,7 @@ form (name, newline, 64-bit length, bytes), so no value, whatever newlines,
 
 from __future__ import annotations
 
-from .struct import field, record
+from .dataclass_lite import field, record
 
 MSG_MAIL = "4cf50392e5a34635904ffaeffb43b172"
 MSG_PART = "aa12d80295f04539a057a77642e355d5"
@@ -172,32 +172,3 @@ def encode(fields: Fields) -> bytes:
         out += value
         out += b"\n"
     return bytes(out)
-
-
-def recipients(argv_recipients: tuple[str, ...], header_recipients: list[str], extract: bool) -> list[str]:
-    """Envelope recipients: every argument is an address list; with -t the
-    header recipients are added (Postfix's union), duplicates dropped.
-
-    >>> recipients(("a@x, b@y", "root"), ["b@y", "c@z"], True)
-    ['a@x', 'b@y', 'root', 'c@z']
-    """
-    from .headers import addresses
-
-    found: list[str] = []
-    for arg in argv_recipients:
-        found.extend(addresses(arg))
-    if extract:
-        found.extend(header_recipients)
-    return list(dict.fromkeys(a for a in found if a))
-
-
-def envelope_sender(option: str | None, unixfrom: str | None, login: str) -> str:
-    """-f/-r, else the address of a leading From line, else the login name."""
-    for candidate in (option, unixfrom):
-        if candidate is not None:
-            value = candidate.strip()
-            if value.startswith("<") and value.endswith(">"):
-                value = value[1:-1]
-            return value
-    return login
-

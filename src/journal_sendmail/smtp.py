@@ -33,9 +33,9 @@ import select
 from collections.abc import Callable
 
 from . import message
+from .dataclass_lite import field, record
 from .errors import EX_OK, EX_TEMPFAIL, JournalSendmailError
 from .record import Fields
-from .struct import field, record
 
 CRLF = b"\r\n"
 MAX_COMMAND_LINE = 4096  # RFC 5321 says 512, but parameters and SMTPUTF8 grow it
@@ -430,7 +430,7 @@ class Session:
         assert env is not None
         if size > self.max_size:
             return self._error(f"552 5.3.4 Message size exceeds fixed maximum message size ({self.max_size})")
-        raw = message.read(_Reader(data), ignore_dots=True, part_size=self.part_size, max_size=self.max_size)
+        raw = message.from_bytes(data, self.part_size, self.max_size)
         try:
             mail_id = self.store(env, raw, refused)
         except JournalSendmailError as e:
@@ -464,19 +464,6 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())[:400]
 
 
-class _Reader:
-    """os.read-like access to a bytearray, for message.read."""
-
-    def __init__(self, data: bytearray) -> None:
-        self.data = data
-        self.pos = 0
-
-    def __call__(self, n: int) -> bytes:
-        out = bytes(self.data[self.pos : self.pos + n])
-        self.pos += len(out)
-        return out
-
-
 def serve(
     session: Session,
     fd_in: int = 0,
@@ -492,7 +479,9 @@ def serve(
     pending = session.greeting()
     while True:
         if pending:
-            if not _write_all(fd_out, pending):
+            try:
+                message.write_all(fd_out, pending)
+            except OSError:
                 session.eof()  # the client is gone: nobody to answer
                 return
             pending = b""
@@ -513,16 +502,6 @@ def serve(
             pending = session.eof()
             continue
         pending = session.receive(chunk)
-
-
-def _write_all(fd: int, data: bytes) -> bool:
-    view = memoryview(data)
-    try:
-        while view:
-            view = view[os.write(fd, view):]
-    except OSError:
-        return False
-    return True
 
 
 def run(store: Store, max_size: int, part_size: int) -> int:

@@ -32,7 +32,7 @@ from fleetkit import (
 from harness import one
 from support import DATA, run_sendmail, wait_until
 
-from journal_sendmail.render import json_raw
+from support import json_raw
 
 
 def big_message(seed: int, size: int = 300_000) -> bytes:

@@ -20,7 +20,7 @@ import pytest
 from readerkit import message, ok, records, run_jm
 
 from journal_sendmail.record import MSG_MAIL
-from journal_sendmail.render import json_raw
+from support import json_raw
 
 REMOTE = "/lib/systemd/systemd-journal-remote"
 Sendmail = Callable[..., subprocess.CompletedProcess[bytes]]

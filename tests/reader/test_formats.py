@@ -146,7 +146,7 @@ def test_show_pages_on_a_terminal_only(stored: list[bytes], tmp_path: Path) -> N
 
 
 def test_export_mbox_reads_back_in_python_and_mutt(stored: list[bytes], tmp_path: Path) -> None:
-    from journal_sendmail.render import mboxrd_unescape
+    from support import mboxrd_unescape
 
     box_path = tmp_path / "mail.mbox"
     ok(run_jm("export", "--format", "mbox", "-o", str(box_path)))
@@ -188,7 +188,7 @@ def test_export_eml_one_exact_file_per_mail(stored: list[bytes], tmp_path: Path)
 
 
 def test_export_json_lines_carry_exact_bytes(stored: list[bytes]) -> None:
-    from journal_sendmail.render import json_raw
+    from support import json_raw
 
     recs = records(run_jm("export", "--format", "json"))
     assert [json_raw(r) for r in recs] == stored

@@ -11,9 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from journal_sendmail import query, reader_cli, render
+from support import json_raw, mboxrd_unescape
+
 from journal_sendmail.errors import DamagedMail
-from journal_sendmail.query import Filters, MailEntry
+from journal_sendmail.reader import cli, render
+from journal_sendmail.reader.assemble import assemble
+from journal_sendmail.reader.entry import MailEntry
+from journal_sendmail.reader.filters import Filters
+from journal_sendmail.reader.output import Io
+from journal_sendmail.reader.timespec import parse_time
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "reader"
 
@@ -146,7 +152,7 @@ MBOX_CASES = [
 def test_mboxrd_is_reversible(raw: bytes) -> None:
     escaped = render.mboxrd_escape(raw)
     assert not re.search(rb"(?m)^From ", escaped)
-    assert render.mboxrd_unescape(escaped) == raw
+    assert mboxrd_unescape(escaped) == raw
 
 
 def test_mbox_is_readable_by_python_mailbox(tmp_path: Path) -> None:
@@ -190,7 +196,7 @@ def test_json_without_raw_has_no_body() -> None:
 def test_json_keeps_binary_bodies_exact() -> None:
     raw = b"Subject: bin\n\n\xff\xfe\x00" + bytes(range(256))
     rec = json.loads(render.json_line(render.json_record(entry(), raw)))
-    assert render.json_raw(rec) == raw
+    assert json_raw(rec) == raw
     assert "\ufffd" in rec["body"]
 
 
@@ -245,13 +251,13 @@ TIME_CASES = [
 
 @pytest.mark.parametrize(("text", "want"), TIME_CASES, ids=[c[0] for c in TIME_CASES])
 def test_journalctl_time_formats(text: str, want: float) -> None:
-    assert query.parse_time(text, now=NOW) == int(want) * 1_000_000
+    assert parse_time(text, now=NOW) == int(want) * 1_000_000
 
 
 @pytest.mark.parametrize("text", ["", "soon", "2026-13-01", "25:00", "-1 fortnight"], ids=repr)
 def test_bad_times_are_refused(text: str) -> None:
     with pytest.raises(ValueError):
-        query.parse_time(text, now=NOW)
+        parse_time(text, now=NOW)
 
 
 def test_filters_become_journal_matches() -> None:
@@ -269,18 +275,18 @@ def test_damaged_mail_is_detected_without_a_journal() -> None:
     import hashlib
 
     good = entry(raw=raw, size=len(raw), sha256=hashlib.sha256(raw).hexdigest())
-    assert query.assemble(good, lambda: None) == raw
+    assert assemble(good, lambda: None) == raw
     with pytest.raises(DamagedMail, match="SHA-256"):
-        query.assemble(entry(raw=raw, size=len(raw), sha256="00" * 32), lambda: None)
+        assemble(entry(raw=raw, size=len(raw), sha256="00" * 32), lambda: None)
     with pytest.raises(DamagedMail, match="bytes found"):
-        query.assemble(entry(raw=raw[:-1], size=len(raw)), lambda: None)
+        assemble(entry(raw=raw[:-1], size=len(raw)), lambda: None)
 
 
 def test_usage_errors_exit_64() -> None:
     err = io.BytesIO()
-    io_ = reader_cli.Io(out=io.BytesIO(), err=err)
-    assert reader_cli.main(["list", "--bogus"], io_) == 64
-    assert reader_cli.main(["frobnicate"], io_) == 64
-    assert reader_cli.main(["list", "--subject", "/(/"], io_) == 64
+    io_ = Io(out=io.BytesIO(), err=err)
+    assert cli.main(["list", "--bogus"], io_) == 64
+    assert cli.main(["frobnicate"], io_) == 64
+    assert cli.main(["list", "--subject", "/(/"], io_) == 64
     assert b"journal-mail:" in err.getvalue()
-    assert reader_cli.main(["--help"], reader_cli.Io(out=io.BytesIO(), err=io.BytesIO())) == 0
+    assert cli.main(["--help"], Io(out=io.BytesIO(), err=io.BytesIO())) == 0

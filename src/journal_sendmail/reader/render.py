@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .query import MailEntry
+from .entry import MailEntry
 
 JSON_SCHEMA_VERSION = 1
 BOLD, DIM, RED, RESET = "\x1b[1m", "\x1b[2m", "\x1b[31m", "\x1b[0m"
@@ -298,7 +298,6 @@ def headers_text(raw: bytes) -> str:
 # -- mbox and eml -------------------------------------------------------------
 
 _FROM_LINE = re.compile(rb"^(>*From )", re.MULTILINE)
-_QUOTED_FROM_LINE = re.compile(rb"^>(>*From )", re.MULTILINE)
 
 
 def mboxrd_escape(raw: bytes) -> bytes:
@@ -308,15 +307,6 @@ def mboxrd_escape(raw: bytes) -> bytes:
     b'a\n>From x\n>>From y\n'
     """
     return _FROM_LINE.sub(rb">\1", raw)
-
-
-def mboxrd_unescape(text: bytes) -> bytes:
-    r"""The inverse of ``mboxrd_escape``.
-
-    >>> mboxrd_unescape(b'a\n>From x\n>>From y\n')
-    b'a\nFrom x\n>From y\n'
-    """
-    return _QUOTED_FROM_LINE.sub(rb"\1", text)
 
 
 def mbox_from_line(e: MailEntry) -> bytes:
@@ -407,13 +397,6 @@ def json_record(e: MailEntry, raw: bytes | None = None) -> dict[str, Any]:
 def json_line(rec: dict[str, Any]) -> str:
     """One JSON object on one line (UTF-8, no ASCII escaping), with the newline."""
     return json.dumps(rec, ensure_ascii=False, separators=(",", ":")) + "\n"
-
-
-def json_raw(rec: dict[str, Any]) -> bytes:
-    """The exact message bytes a JSON line carries (``body_base64`` or ``body``)."""
-    if "body_base64" in rec:
-        return base64.b64decode(rec["body_base64"])
-    return str(rec["body"]).encode("utf-8")
 
 
 # -- stats --------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from journal_sendmail.struct import field, fields, record, replace
+from journal_sendmail.dataclass_lite import field, fields, record, replace
 
 
 @record

@@ -1,0 +1,62 @@
+"""Body: the readable text of a message (MAIL_TEXT, and what ``--grep`` searches).
+
+The raw message is stored as received; this is the one place that decodes a
+body: the first text part, transfer-decoded, as UTF-8.
+"""
+
+from __future__ import annotations
+
+PLAIN_CHARSETS = ("", "us-ascii", "utf-8", "utf8")
+
+
+def body_of(raw: bytes) -> bytes:
+    """The bytes after the header block (after the first empty line)."""
+    from .headers import header_end
+
+    end = header_end(raw)
+    return b"" if end is None else raw[end:]
+
+
+def readable_text(raw: bytes, content: dict[str, str]) -> tuple[str | None, list[str]]:
+    """The readable body: the first text part, transfer-decoded, as a str.
+
+    Returns (None, []) when that would equal the raw body, so the entry does
+    not carry the same bytes twice; the list holds parser defects.
+    """
+    ctype = content.get("content-type", "").lower()
+    cte = content.get("content-transfer-encoding", "").strip().lower()
+    charset = ""
+    if "charset=" in ctype:
+        charset = ctype.split("charset=", 1)[1].split(";")[0].strip(' "\t')
+    plain = (not ctype or ctype.split(";")[0].strip() == "text/plain") and charset in PLAIN_CHARSETS
+    if plain and cte in ("", "7bit", "8bit", "binary"):
+        body = body_of(raw)
+        try:
+            body.decode("utf-8")
+            return None, []
+        except UnicodeDecodeError:
+            return body.decode("utf-8", "replace"), []
+    from email import policy
+    from email.parser import BytesParser
+
+    try:
+        msg = BytesParser(policy=policy.default).parsebytes(raw)
+        for part in msg.walk():
+            if part.get_content_maintype() == "text":
+                text = part.get_content()
+                if isinstance(text, str):
+                    same = text.encode("utf-8", "surrogateescape") == body_of(raw)
+                    return (None if same else text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")), []
+        return None, []
+    except Exception as e:  # a body the email package chokes on is still stored raw
+        return None, [f"body: {type(e).__name__}: {e}"]
+
+
+def searchable(raw: bytes, stored: str | None) -> str:
+    """The readable body to search: MAIL_TEXT when stored, else decoded from ``raw``."""
+    if stored is not None:
+        return stored
+    from .headers import parse
+
+    text, _ = readable_text(raw, parse(raw).content)
+    return text if text is not None else body_of(raw).decode("utf-8", "replace")

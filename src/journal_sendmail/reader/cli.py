@@ -1,0 +1,160 @@
+"""journal-mail: list, show, export, follow and count the mail stored in the journal.
+
+argv ─> argparse ─> commands ─> query (journal) ─> render ─> output.
+``main(argv) -> int`` is the only place that knows exit codes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from typing import NoReturn
+
+from .. import __version__
+from ..errors import EX_OK, EX_OSERR, EX_SOFTWARE, EX_USAGE, JournalSendmailError, UsageError
+from . import render
+from .commands import ALL, COMMANDS
+from .output import PROG, Io
+
+FORMATS = ("mbox", "eml", "json")
+FOLLOW_FORMATS = ("table", "json", "mbox", "eml")
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see journal-mail --help)")
+
+
+def _lines(text: str) -> int:
+    if text == "all":
+        return ALL
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"want a number or 'all', not {text!r}")
+    return int(text)
+
+
+def _source_options(top: bool) -> _Parser:
+    """Where to read; accepted before the command too (``journal-mail -D DIR list``), so
+    after it they default to nothing rather than overwrite what came before."""
+    source = _Parser(add_help=False, argument_default=None if top else argparse.SUPPRESS)
+    g = source.add_argument_group("where to read (default: the local journal)")
+    x = g.add_mutually_exclusive_group()
+    x.add_argument("-D", "--directory", metavar="DIR", help="journal files in DIR (e.g. systemd-journal-remote's)")
+    x.add_argument("--file", metavar="FILE", nargs="+", action="extend", default=[] if top else argparse.SUPPRESS,
+                   help="these journal files")
+    x.add_argument("--namespace", metavar="NAME", help="the journal namespace NAME")
+    g.add_argument("-q", "--quiet", action="store_true", help="no notes on standard error")
+    g.add_argument("--no-pager", action="store_true", help="never page the output")
+    return source
+
+
+def build_parser() -> argparse.ArgumentParser:
+    source = _source_options(top=False)
+
+    filters = _Parser(add_help=False)
+    f = filters.add_argument_group("filters (repeat one to allow several values; different ones all apply)")
+    f.add_argument("-S", "--since", metavar="TIME", help="stored at or after TIME (journalctl's formats)")
+    f.add_argument("-U", "--until", metavar="TIME", help="stored at or before TIME")
+    f.add_argument("--from", dest="sender", metavar="ADDR", action="append", default=[], help="envelope sender")
+    f.add_argument("--to", metavar="ADDR", action="append", default=[], help="envelope recipient")
+    f.add_argument("--subject", metavar="TEXT", help="subject contains TEXT (any case), or matches /REGEX/")
+    f.add_argument("--uid", metavar="UID", type=int, action="append", default=[], help="submitted by this uid")
+    f.add_argument("--user", metavar="NAME", action="append", default=[], help="submitted by this user")
+    f.add_argument("--caller", metavar="COMM", action="append", default=[], help="handed over by COMM (cron, sudo…)")
+    f.add_argument("--host", metavar="HOST", action="append", default=[], help="stored on HOST")
+    f.add_argument("-b", "--boot", metavar="ID", nargs="?", const="0", action="append", help="boot id or offset")
+    f.add_argument("-g", "--grep", metavar="REGEX", help="body matches REGEX (any case if REGEX is lower case)")
+    f.add_argument("--spooled", action="store_true", help="only mail re-injected from the spool")
+    f.add_argument("--refused", action="store_true", help="also submissions refused but recorded")
+    f.add_argument("-n", "--lines", metavar="N", type=_lines, help="only the newest N mails ('all': every one)")
+    f.add_argument("-r", "--reverse", action="store_true", help="newest first")
+
+    p = _Parser(prog=PROG, description="Read the mail journal-sendmail stored in the systemd journal.",
+                parents=[_source_options(top=True)])
+    p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
+
+    c = sub.add_parser("list", parents=[source, filters], help="one line per mail, oldest first")
+    c.add_argument("--json", action="store_true", help="one JSON object per mail, without the body")
+
+    c = sub.add_parser("show", parents=[source], help="show mails by MAIL_ID (or a unique prefix)")
+    c.add_argument("mail_ids", metavar="MAIL_ID", nargs="+")
+    x = c.add_mutually_exclusive_group()
+    x.add_argument("--raw", action="store_true", help="the message bytes exactly as received")
+    x.add_argument("--headers", action="store_true", help="every header of the message")
+
+    c = sub.add_parser("export", parents=[source, filters], help="write whole messages: mbox, eml or JSON lines")
+    c.add_argument("--format", choices=FORMATS, default="mbox")
+    c.add_argument("-o", "--output", metavar="PATH", help="file (mbox, json; default stdout) or directory (eml)")
+
+    c = sub.add_parser("follow", parents=[source, filters], help="print new mail as it arrives")
+    c.add_argument("--format", choices=FOLLOW_FORMATS, default="table")
+    c.add_argument("-o", "--output", metavar="PATH", help="append to PATH (reopened on SIGHUP); eml: a directory")
+    c.add_argument("--cursor-file", metavar="FILE", help="start after the cursor saved in FILE; keep it there")
+
+    c = sub.add_parser("stats", parents=[source, filters], help="mails and bytes per host, sender, …")
+    c.add_argument("--by", choices=render.STATS_KEYS, default="host")
+    c.add_argument("--sort", choices=("count", "bytes"), default="count")
+    c.add_argument("--json", action="store_true", help="one JSON object per group")
+    return p
+
+
+DASH_VALUES = ("-S", "--since", "-U", "--until", "-b", "--boot")
+
+
+def join_dash_values(argv: list[str]) -> list[str]:
+    """``--since -1h`` and ``-b -1`` as journalctl takes them: argparse would
+    read ``-1h`` as an option, so such a value is attached with ``=``.
+
+    >>> join_dash_values(["list", "--since", "-1h", "-b", "-1", "-n", "3"])
+    ['list', '--since=-1h', '--boot=-1', '-n', '3']
+    """
+    out: list[str] = []
+    it = iter(range(len(argv)))
+    for i in it:
+        arg = argv[i]
+        if arg in DASH_VALUES and i + 1 < len(argv) and re.match(r"[-+]\d", argv[i + 1]):
+            long = {"-S": "--since", "-U": "--until", "-b": "--boot"}.get(arg, arg)
+            out.append(f"{long}={argv[i + 1]}")
+            next(it, None)
+        elif arg == "--":
+            out += argv[i:]
+            break
+        else:
+            out.append(arg)
+    return out
+
+
+def main(argv: list[str] | None = None, io: Io | None = None) -> int:
+    io = io or Io(out=sys.stdout.buffer, err=sys.stderr.buffer)
+    try:
+        args = build_parser().parse_args(join_dash_values(sys.argv[1:] if argv is None else argv))
+    except UsageError as e:
+        io.say(e.reason)
+        return EX_USAGE
+    except SystemExit as e:  # --help, --version
+        return e.code if isinstance(e.code, int) else EX_OK
+    try:
+        return COMMANDS[args.command](args, io)
+    except JournalSendmailError as e:
+        io.say(e.reason)
+        return e.code
+    except BrokenPipeError:
+        # The reader went away (``| head``): not an error; keep Python from
+        # complaining again when it flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, io.out.fileno())
+        return EX_OK
+    except KeyboardInterrupt:
+        return 130
+    except OSError as e:
+        io.say(f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}")
+        return EX_OSERR
+    except Exception as e:  # a bug: one line, never a traceback
+        io.say(f"internal error: {type(e).__name__}: {e}")
+        return EX_SOFTWARE
+
+
+def entry() -> None:
+    raise SystemExit(main())

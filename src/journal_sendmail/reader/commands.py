@@ -1,0 +1,313 @@
+"""Commands: list, show, export, follow and stats, each ``cmd_X(args, io) -> exit code``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+from .. import users
+from ..body import searchable
+from ..errors import EX_OK, DamagedMail, NoPermission, NotFound, UsageError
+from . import query, render
+from .assemble import assemble
+from .entry import MailEntry
+from .filters import Filters, make_filters
+from .output import FLUSH_BYTES, Io, Output, eml_directory, page, read_cursor, save_cursor, write_eml
+from .query import Source
+
+ALL = -1  # -n all
+
+
+def limit(lines: int | None) -> int | None:
+    return None if lines == ALL else lines
+
+
+def with_boots(filters: Filters, reader: Any) -> Filters:
+    """``--boot`` offsets and ids resolved against the journal."""
+    if not filters.boots:
+        return filters
+    try:
+        return replace(filters, boots=tuple(query.resolve_boot(reader, b) for b in filters.boots))
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def start(args: argparse.Namespace, io: Io) -> tuple[Any, Filters]:
+    """The filters (checked first: a usage error needs no journal) and a reader."""
+    filters = make_filters(args)
+    reader = open_journal(args, io)
+    return reader, with_boots(filters, reader)
+
+
+def source_of(args: argparse.Namespace) -> Source:
+    if sum((args.directory is not None, bool(args.file), args.namespace is not None)) > 1:
+        raise UsageError("give only one of -D, --file and --namespace")
+    return Source(directory=args.directory, files=tuple(args.file), namespace=args.namespace)
+
+
+def open_journal(args: argparse.Namespace, io: Io) -> Any:
+    """A reader on the chosen journal; says so when permissions hide mail."""
+    source = source_of(args)
+    readable, unreadable = query.readability(source)
+    who = _who()
+    if unreadable and not readable:
+        raise NoPermission(
+            f"none of the {len(unreadable)} journal files is readable by {who}: root and the groups "
+            "adm and systemd-journal read all mail; other users read only their own, which journald "
+            "keeps in a file of their own (user-UID.journal) only with persistent storage"
+        )
+    if not readable and source.directory is None and not source.files:
+        where = f"namespace {source.namespace}" if source.namespace else "/run/log/journal or /var/log/journal"
+        raise NotFound(f"no journal files in {where} (is systemd-journald running?)")
+    if unreadable and not args.quiet:
+        io.say(
+            f"note: showing only the mail readable by {who}, normally your own: {len(unreadable)} of "
+            f"{len(readable) + len(unreadable)} journal files are not readable (root and the groups adm "
+            "and systemd-journal see all mail)"
+        )
+    return query.open_reader(source)
+
+
+def _who() -> str:
+    uid = os.geteuid()
+    name = users.name_of(uid)
+    return f"user {name} (uid {uid})" if name else f"uid {uid}"
+
+
+def parts_opener(args: argparse.Namespace) -> Callable[[], Any]:
+    source = source_of(args)
+    return lambda: query.open_reader(source)
+
+
+def whole(e: MailEntry, args: argparse.Namespace) -> bytes:
+    """The complete raw message; DamagedMail if it cannot be given back exactly."""
+    return assemble(e, parts_opener(args))
+
+
+def grep_body(args: argparse.Namespace) -> Callable[[MailEntry], str]:
+    def body(e: MailEntry) -> str:
+        if e.text is not None:
+            return e.text
+        try:
+            raw = whole(e, args)
+        except DamagedMail:
+            raw = e.raw
+        return searchable(raw, None)
+
+    return body
+
+
+def cmd_list(args: argparse.Namespace, io: Io) -> int:
+    reader, filters = start(args, io)
+    out = Output(io.out, None)
+    found = 0
+    entries = selected(args, io, reader, filters, args.reverse)
+    if args.json:
+        record, line = render.json_record, render.json_line
+        for e in entries:
+            out.write(line(record(e)).encode("utf-8", "surrogateescape"))
+            found += 1
+    else:
+        cols = render.layout(io.width())
+        color = io.color()
+        for e in entries:
+            if not found:
+                out.write((render.table_header(cols, color) + "\n").encode())
+            out.write((render.table_line(e, cols, color) + "\n").encode("utf-8", "replace"))
+            found += 1
+        if not found and io.tty():
+            out.write(b"-- No mail --\n")
+    out.flush()
+    return EX_OK
+
+
+def selected(args: argparse.Namespace, io: Io, reader: Any, filters: Filters, reverse: bool) -> Iterator[MailEntry]:
+    """The mail to show: ``query.mails``, or for a directory or files (a central
+    journal, from systemd-journal-remote) ``query.central``: each mail once, in
+    the order of the senders' clocks."""
+    body = grep_body(args) if filters.grep else None
+    if args.directory is None and not args.file:
+        return query.mails(reader, filters, limit(args.lines), reverse, body)
+    late, found = query.central(reader, filters, limit(args.lines), reverse, body)
+    if late and not args.quiet:
+        io.say(
+            f"note: {late} mail(s) arrived after mail that their senders stamped later (hosts' clocks "
+            "differ, or a host uploaded late); shown in the order of the senders' clocks"
+        )
+    return found
+
+
+def find(args: argparse.Namespace, io: Io, mail_id: str, reader: Any) -> MailEntry:
+    if not re.fullmatch(r"[0-9a-fA-F]{1,32}", mail_id):
+        raise UsageError(f"{mail_id!r} is not a MAIL_ID (32 hexadecimal digits, or a prefix of one)")
+    found = list(query.mails(reader, make_filters(args, [mail_id])))
+    if not found:
+        raise NotFound(f"no mail {mail_id} in the journal")
+    if len({e.mail_id for e in found}) > 1:
+        raise UsageError(f"{mail_id} is the start of {len(found)} MAIL_IDs; give more of it")
+    return found[-1]
+
+
+def cmd_show(args: argparse.Namespace, io: Io) -> int:
+    reader = open_journal(args, io)
+    chunks = []
+    color = io.color()
+    for n, mail_id in enumerate(args.mail_ids):
+        e = find(args, io, mail_id, reader)
+        raw = whole(e, args)
+        if args.raw:
+            chunks.append(raw)
+            continue
+        text = render.headers_text(raw) if args.headers else render.show_text(e, raw, color=color)
+        if n:
+            chunks.append(b"\n")
+        chunks.append(text.encode("utf-8", "replace"))
+    if args.raw:
+        for chunk in chunks:
+            io.out.write(chunk)
+        io.out.flush()
+    else:
+        page(b"".join(chunks), io, args.no_pager)
+    return EX_OK
+
+
+class Writer:
+    """Renders mails in one format to an Output (or, for eml, a directory)."""
+
+    def __init__(self, fmt: str, args: argparse.Namespace, io: Io, out: Output | None, directory: str | None) -> None:
+        self.fmt, self.args, self.io, self.out, self.directory = fmt, args, io, out, directory
+        self.cols = render.layout(io.width()) if fmt == "table" and out is not None and out.fd is None else None
+        self.color = fmt == "table" and out is not None and out.fd is None and io.color()
+        self.damaged = 0
+
+    def write(self, e: MailEntry) -> bool:
+        """Write one mail; False (and a line on stderr) if it is damaged."""
+        if self.fmt == "table":
+            assert self.out is not None
+            self.out.write((render.table_line(e, self.cols or render.layout(None), self.color) + "\n").encode())
+            return True
+        try:
+            raw = whole(e, self.args)
+        except DamagedMail as err:
+            self.io.say(err.reason)
+            self.damaged += 1
+            return False
+        if e.truncated is not None and not self.args.quiet:
+            self.io.say(f"note: mail {e.mail_id} was cut to {e.size} of {e.truncated} bytes when it was stored")
+        if self.fmt == "eml":
+            assert self.directory is not None
+            write_eml(self.directory, e, raw)
+            return True
+        assert self.out is not None
+        if self.fmt == "mbox":
+            self.out.write(render.mbox_message(e, raw))
+        else:
+            self.out.write(render.json_line(render.json_record(e, raw)).encode("utf-8", "surrogateescape"))
+        return True
+
+
+def cmd_export(args: argparse.Namespace, io: Io) -> int:
+    directory = eml_directory(args.output) if args.format == "eml" else None
+    reader, filters = start(args, io)
+    out = None if directory else Output(io.out if args.output is None else None, args.output, append=False)
+    writer = Writer(args.format, args, io, out, directory)
+    for e in selected(args, io, reader, filters, args.reverse):
+        writer.write(e)
+    if out is not None:
+        out.close()
+    if writer.damaged:
+        io.say(f"{writer.damaged} damaged mail(s) not written")
+        return DamagedMail.code
+    return EX_OK
+
+
+@dataclass
+class Flags:
+    """What the signal handlers ask the follow loop to do."""
+
+    stop: bool = False
+    reopen: bool = False
+
+
+def cmd_follow(args: argparse.Namespace, io: Io) -> int:
+    directory = eml_directory(args.output) if args.format == "eml" else None
+    reader, filters = start(args, io)
+    out = None if directory else Output(io.out if args.output is None else None, args.output)
+    writer = Writer(args.format, args, io, out, directory)
+    cursor = read_cursor(args.cursor_file) if args.cursor_file else None
+    flags = Flags()
+
+    def on_stop(signum: int, frame: object) -> None:
+        flags.stop = True
+
+    def on_hup(signum: int, frame: object) -> None:
+        flags.reopen = True
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGHUP, on_hup)
+    # -n N: the newest N first; -n all (or --since): everything there is; else only new mail
+    lines = None if args.lines == ALL or (args.lines is None and args.since) else (args.lines or 0)
+    last = cursor
+    saved = cursor
+
+    def commit() -> None:
+        nonlocal saved
+        if out is not None:
+            out.flush()
+        if args.cursor_file and last and last != saved:
+            save_cursor(args.cursor_file, last)
+            saved = last
+
+    stream: Iterator[MailEntry | None] = query.follow(
+        reader, filters, cursor, lines, grep_body(args) if filters.grep else None
+    )
+    try:
+        for e in stream:
+            # Signal handlers run as soon as the reader returns, so a mail that
+            # arrives after logrotate's SIGHUP already goes to the new file.
+            if flags.reopen and out is not None and out.path is not None:
+                commit()
+                out.reopen()
+                flags.reopen = False
+            if e is not None:
+                writer.write(e)
+                last = e.cursor
+                if out is not None and len(out.buf) >= FLUSH_BYTES:
+                    commit()
+            else:
+                commit()
+            if flags.stop:
+                break
+    finally:
+        commit()
+        if out is not None:
+            out.close()
+    return EX_OK
+
+
+def cmd_stats(args: argparse.Namespace, io: Io) -> int:
+    reader, filters = start(args, io)
+    entries = selected(args, io, reader, filters, False)
+    rows = render.stats_rows(entries, args.by, args.sort)
+    if args.json:
+        text = "".join(render.json_line({args.by: k, "mails": c, "bytes": b}) for k, c, b in rows)
+    else:
+        text = render.stats_table(rows, args.by, io.width())
+    io.out.write(text.encode("utf-8", "replace"))
+    io.out.flush()
+    return EX_OK
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, Io], int]] = {
+    "list": cmd_list,
+    "show": cmd_show,
+    "export": cmd_export,
+    "follow": cmd_follow,
+    "stats": cmd_stats,
+}

@@ -1,0 +1,119 @@
+"""Filters: what to show, from the command line; the journal evaluates what it can."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from ..errors import UsageError
+from ..record import MSG_MAIL, MSG_REFUSED
+from ..users import uid_of
+from .entry import MailEntry
+from .timespec import parse_time
+
+Pattern = re.Pattern[str]
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What to show.  Values of one kind are alternatives; kinds combine with AND."""
+
+    since: int | None = None  # µs since the epoch
+    until: int | None = None
+    senders: tuple[str, ...] = ()
+    recipients: tuple[str, ...] = ()
+    uids: tuple[int, ...] = ()
+    callers: tuple[str, ...] = ()
+    hosts: tuple[str, ...] = ()
+    boots: tuple[str, ...] = ()
+    mail_ids: tuple[str, ...] = ()
+    spooled: bool = False
+    refused: bool = False  # also submissions that were refused but recorded
+    subject: Pattern | None = None
+    grep: Pattern | None = None
+
+    def matches(self) -> list[str]:
+        """The FIELD=value matches the journal evaluates itself.
+
+        >>> Filters(recipients=("root", "ops@x"), uids=(0,)).matches()
+        ['MESSAGE_ID=4cf50392e5a34635904ffaeffb43b172', 'MAIL_RCPT=root', 'MAIL_RCPT=ops@x', '_UID=0']
+        """
+        out = [f"MESSAGE_ID={MSG_MAIL}"] + ([f"MESSAGE_ID={MSG_REFUSED}"] if self.refused else [])
+        out += [f"MAIL_ID={v}" for v in self.mail_ids if len(v) == 32]
+        out += [f"MAIL_ENVELOPE_FROM={v}" for v in self.senders]
+        out += [f"MAIL_RCPT={v}" for v in self.recipients]
+        out += [f"_UID={v}" for v in self.uids]
+        out += [f"MAIL_CALLER_COMM={v}" for v in self.callers]
+        out += [f"_HOSTNAME={v}" for v in self.hosts]
+        out += [f"_BOOT_ID={v}" for v in self.boots]
+        if self.spooled:
+            out.append("MAIL_SPOOLED=yes")
+        return out
+
+
+def wanted(e: MailEntry, filters: Filters, body: Callable[[MailEntry], str]) -> bool:
+    if filters.mail_ids and not any(e.mail_id.startswith(p.lower()) for p in filters.mail_ids):
+        return False
+    if filters.subject is not None and not filters.subject.search(e.subject):
+        return False
+    return filters.grep is None or filters.grep.search(body(e)) is not None
+
+
+def regex(text: str, smart_case: bool) -> re.Pattern[str]:
+    """``/REGEX/`` as a regex; otherwise (subject) a case-blind substring or (grep) a smart-case regex.
+
+    >>> bool(regex("/^Cron <.*>$/", False).search("Cron <root@h>")), bool(regex("disk FULL", False).search("Disk full"))
+    (True, True)
+    """
+    try:
+        if len(text) >= 2 and text.startswith("/") and text.endswith("/"):
+            return re.compile(text[1:-1])
+        if smart_case:
+            return re.compile(text, 0 if any(c.isupper() for c in text) else re.IGNORECASE)
+        return re.compile(re.escape(text), re.IGNORECASE)
+    except re.error as e:
+        raise UsageError(f"bad regular expression {text!r}: {e}") from None
+
+
+def make_filters(args: argparse.Namespace, mail_ids: Iterable[str] = ()) -> Filters:
+    """Filters from the command line, checked before the journal is opened
+    (``--boot`` values stay as given until ``with_boots``)."""
+
+    def when(text: str | None) -> int | None:
+        if text is None:
+            return None
+        try:
+            return parse_time(text)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+
+    uids = list(getattr(args, "uid", []))
+    for name in getattr(args, "user", []):
+        uids.append(_uid_of(name))
+    subject = getattr(args, "subject", None)
+    grep = getattr(args, "grep", None)
+    ids = tuple(i.lower() for i in mail_ids)
+    return Filters(
+        since=when(getattr(args, "since", None)),
+        until=when(getattr(args, "until", None)),
+        senders=tuple(getattr(args, "sender", [])),
+        recipients=tuple(getattr(args, "to", [])),
+        uids=tuple(uids),
+        callers=tuple(getattr(args, "caller", [])),
+        hosts=tuple(getattr(args, "host", [])),
+        boots=tuple(getattr(args, "boot", None) or []),
+        mail_ids=ids,
+        spooled=getattr(args, "spooled", False),
+        refused=getattr(args, "refused", False) or bool(ids),
+        subject=regex(subject, False) if subject is not None else None,
+        grep=regex(grep, True) if grep is not None else None,
+    )
+
+
+def _uid_of(name: str) -> int:
+    uid = uid_of(name)
+    if uid is None:
+        raise UsageError(f"no such user {name!r}")
+    return uid

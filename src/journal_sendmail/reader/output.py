@@ -1,0 +1,180 @@
+"""Output: where journal-mail writes: standard output, a pager, files, a
+directory of eml files, and the cursor file of ``follow``."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import IO
+
+from ..errors import NotFound, OutputError, UsageError
+from ..message import write_all
+from . import render
+from .entry import MailEntry
+
+PROG = "journal-mail"
+
+
+FLUSH_BYTES = 256 * 1024
+
+
+@dataclass
+class Io:
+    """Where the program's output goes, and what it knows of its terminal."""
+
+    out: IO[bytes]
+    err: IO[bytes]
+    environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+
+    def tty(self) -> bool:
+        try:
+            return self.out.isatty()
+        except (ValueError, OSError):
+            return False
+
+    def color(self) -> bool:
+        return self.tty() and "NO_COLOR" not in self.environ and self.environ.get("TERM", "") not in ("", "dumb")
+
+    def width(self) -> int | None:
+        if not self.tty():
+            return None
+        try:
+            return os.get_terminal_size(self.out.fileno()).columns or 80
+        except (OSError, ValueError):
+            return int(self.environ.get("COLUMNS", "80"))
+
+    def say(self, line: str) -> None:
+        try:
+            self.err.write(f"{PROG}: {line}\n".encode("utf-8", "replace"))
+            self.err.flush()
+        except (OSError, ValueError):
+            pass
+
+
+class Output:
+    """Bytes to stdout, a file (appended, reopened on demand) or nowhere yet.
+
+    Buffered: ``write`` collects, ``flush`` writes everything out.
+    """
+
+    def __init__(self, stream: IO[bytes] | None, path: str | None, append: bool = True) -> None:
+        self.stream = stream
+        self.path = path
+        self.append = append
+        self.fd: int | None = None
+        self.buf = bytearray()
+        if path is not None:
+            self.reopen()
+
+    def reopen(self) -> None:
+        assert self.path is not None
+        self.flush()
+        flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_APPEND if self.append else os.O_TRUNC)
+        try:
+            fd = os.open(self.path, flags, 0o640)
+        except OSError as e:
+            raise OutputError(f"cannot open {self.path}: {e.strerror}") from None
+        if self.fd is not None:
+            os.close(self.fd)
+        self.fd = fd
+        self.append = True  # a reopened file is appended to, never truncated
+
+    def write(self, data: bytes) -> None:
+        self.buf += data
+        if len(self.buf) >= FLUSH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.buf:
+            if self.stream is not None:
+                self.stream.flush()
+            return
+        data, self.buf = bytes(self.buf), bytearray()
+        if self.fd is not None:
+            try:
+                write_all(self.fd, data)
+            except OSError as e:
+                raise OutputError(f"cannot write {self.path}: {e.strerror}") from None
+        elif self.stream is not None:
+            self.stream.write(data)
+            self.stream.flush()
+
+    def close(self) -> None:
+        self.flush()
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def write_eml(directory: str, e: MailEntry, raw: bytes) -> None:
+    """One file per mail, written under a temporary name and renamed into place."""
+    path = os.path.join(directory, render.eml_name(e))
+    tmp = os.path.join(directory, f".{render.eml_name(e)}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            write_all(fd, raw)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror}") from None
+
+
+def eml_directory(path: str | None) -> str:
+    if path is None:
+        raise UsageError("--format eml writes one file per mail: give the directory with --output DIR")
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create {path}: {e.strerror}") from None
+    return path
+
+
+def read_cursor(path: str) -> str | None:
+    try:
+        with open(path, encoding="ascii") as f:
+            return f.read().strip() or None
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as e:
+        raise NotFound(f"cannot read the cursor file {path}: {e}") from None
+
+
+def save_cursor(path: str, cursor: str) -> None:
+    """Atomically: a crash leaves the old cursor or the new one, never half of one."""
+    tmp = f"{path}.tmp"
+    try:
+        with open(tmp, "w", encoding="ascii") as f:
+            f.write(cursor + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        raise OutputError(f"cannot save the cursor in {path}: {e.strerror}") from None
+
+
+def page(text: bytes, io: Io, no_pager: bool) -> None:
+    """Through a pager like journalctl's (``$SYSTEMD_PAGER``, ``$PAGER``, less) on a TTY."""
+    pager = io.environ.get("SYSTEMD_PAGER", io.environ.get("PAGER", "less"))
+    if no_pager or not io.tty() or pager.strip() in ("", "cat") or text.count(b"\n") < 2:
+        io.out.write(text)
+        io.out.flush()
+        return
+    import subprocess
+
+    env = dict(io.environ)
+    env.setdefault("LESS", "FRSXMK")
+    env.setdefault("LESSCHARSET", "utf-8")
+    try:
+        proc = subprocess.Popen(["sh", "-c", pager], stdin=subprocess.PIPE, stdout=io.out, env=env)
+    except OSError:
+        io.out.write(text)
+        return
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(text)
+        proc.stdin.close()
+    except BrokenPipeError:
+        pass  # the reader quit the pager early
+    proc.wait()

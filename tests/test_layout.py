@@ -1,0 +1,83 @@
+"""The layout holds: imports in src/ run one way (no circle), and the sender
+never imports the reader wing."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from support import SRC
+
+PACKAGE = "journal_sendmail"
+
+
+def module_name(path: Path) -> str:
+    return ".".join(path.relative_to(SRC).with_suffix("").parts).removesuffix(".__init__")
+
+
+def imports_of(path: Path) -> set[str]:
+    """The package's modules that ``path`` imports, at the top or inside functions."""
+    me = module_name(path)
+    package = me if path.name == "__init__.py" else me.rsplit(".", 1)[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith(PACKAGE)}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                parts = parts[: len(parts) - (node.level - 1)]
+                base = ".".join(parts + ([base] if base else []))
+            if not base.startswith(PACKAGE):
+                continue
+            for alias in node.names:  # "from . import x" names a module; "from .x import y" does not
+                found.add(f"{base}.{alias.name}" if (SRC / f"{base}.{alias.name}".replace(".", "/")).with_suffix(
+                    ".py").exists() or (SRC / f"{base}.{alias.name}".replace(".", "/")).is_dir() else base)
+    found.discard(me)
+    return found
+
+
+def graph() -> dict[str, set[str]]:
+    return {module_name(p): imports_of(p) for p in sorted((SRC / PACKAGE).rglob("*.py"))}
+
+
+def cycles(g: dict[str, set[str]]) -> list[list[str]]:
+    """Every import circle (as a path that comes back to its start).
+
+    >>> cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}})
+    [['a', 'b', 'c', 'a']]
+    """
+    found: list[list[str]] = []
+    state: dict[str, int] = {}
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(g.get(node, ())):
+            if state.get(nxt) == 1:
+                found.append([*path[path.index(nxt):], nxt])
+            elif nxt not in state:
+                visit(nxt, [*path, nxt])
+        state[node] = 2
+
+    for node in sorted(g):
+        if node not in state:
+            visit(node, [node])
+    return found
+
+
+def test_the_graph_sees_the_pipeline() -> None:
+    g = graph()
+    assert f"{PACKAGE}.deliver" in g[f"{PACKAGE}.flush"] and f"{PACKAGE}.spool" in g[f"{PACKAGE}.deliver"]
+    assert f"{PACKAGE}.reader.query" in g[f"{PACKAGE}.reader.commands"]
+
+
+def test_no_import_circle() -> None:
+    assert cycles(graph()) == []
+
+
+def test_the_sender_never_imports_the_reader() -> None:
+    reader = f"{PACKAGE}.reader"
+    for module, imported in graph().items():
+        if not module.startswith(reader):
+            assert not {m for m in imported if m.startswith(reader)}, module

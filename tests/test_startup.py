@@ -1,0 +1,61 @@
+"""The start-up budget of a cron mail: what sendmail imports on that path.
+
+Every cron job's mail pays sendmail's start-up, so the modules of a plain
+cron mail's path use ``posix``, ``_socket`` and hand-written checks instead
+of ``os`` (python3 -S has not loaded it), ``re``, ``email``, ``dataclasses``
+and ``typing``, each of which costs a share of the interpreter's own
+start-up, and never the reader wing.  This test holds that budget: it runs
+the program under test with ``-X importtime`` on a cron mail and fails when
+one of them is imported.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from harness import Journald, one
+
+from journal_sendmail.record import MSG_MAIL
+
+FORBIDDEN = ("os", "re", "email", "dataclasses", "typing", "journal_sendmail.reader")
+CRON_MAIL = (
+    b"From: root (Cron Daemon)\nTo: root\nSubject: Cron <root@web1> /usr/local/bin/backup\n"
+    b"MIME-Version: 1.0\nContent-Type: text/plain; charset=UTF-8\nContent-Transfer-Encoding: 8bit\n"
+    b"X-Cron-Env: <SHELL=/bin/sh>\nX-Cron-Env: <HOME=/root>\nX-Cron-Env: <LOGNAME=root>\n\n"
+    b"backup: copied 60 files\n"
+)
+
+
+def imported(importtime_stderr: str) -> list[str]:
+    """Module names from ``-X importtime`` lines (``import time: self | cumulative | name``)."""
+    names = []
+    for line in importtime_stderr.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            name = line.rsplit("|", 1)[1].strip()
+            if name != "package":  # the header line
+                names.append(name)
+    return names
+
+
+def forbidden(names: list[str]) -> list[str]:
+    """
+    >>> forbidden(["posix", "os", "email.parser", "journal_sendmail.reader.cli", "errno", "re"])
+    ['os', 'email.parser', 'journal_sendmail.reader.cli', 're']
+    """
+    return [n for n in names if any(n == f or n.startswith(f + ".") for f in FORBIDDEN)]
+
+
+def test_a_cron_mail_imports_nothing_expensive(journald: Journald, bindir: Path) -> None:
+    program = str((bindir / "journal-sendmail").resolve())
+    p = subprocess.run(
+        ["/usr/bin/python3", "-X", "importtime", "-I", "-S", program, "-FCronDaemon", "-i", "-B8BITMIME",
+         "-oem", "root"],
+        input=CRON_MAIL, capture_output=True, env={"PATH": "/usr/bin:/bin"}, timeout=60,
+    )
+    assert p.returncode == 0, p.stderr.decode()[-2000:]
+    names = imported(p.stderr.decode())
+    assert "journal_sendmail.cli" in names and "journal_sendmail.deliver" in names, names  # the path was measured
+    assert forbidden(names) == [], names
+    stored = journald.entries(f"MESSAGE_ID={MSG_MAIL}", wait_for=1)
+    assert [one(e["MAIL_RAW"]) for e in stored] == [CRON_MAIL]
