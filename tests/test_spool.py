@@ -254,15 +254,24 @@ def test_forged_metadata_cannot_add_fields_or_stop_the_flusher(journald: Journal
     b64 = base64.b64encode(b"forged").decode()
     forged = {"mail_id": "e" * 32, "argv": ["sendmail", "root"], "recipients": ["root"],
               "recorded": [["MESSAGE_ID", "x"], ["MAIL_DSN_RET", "hdrs"]],
-              "extra": [["MESSAGE_ID", b64], ["PRIORITY", b64], ["_UID", b64], ["MAIL_SMTP_HELO", b64]]}
+              "extra": [["MESSAGE_ID", b64], ["PRIORITY", b64], ["_UID", b64], ["MAIL_SMTP_HELO", b64]],
+              # a name no journal field can have stopped the flusher for good (exit 70, file kept)
+              "caller": {"MAIL_CALLER_X Y": "z", "MAIL_CALLER_COMM": "cron", "MAIL_CALLER_PID": "1; x"},
+              "envelope": {"from": ["not", "a", "string"], "rcpts": "root"}, "submitted_at": "yesterday"}
+    forged["submitted_at"] = 1795168800
     _fake_spool_file(Path("/tmp/forged"), forged, b"Subject: forged\n\nx\n")
+    _fake_spool_file(Path("/tmp/absurd"), {"argv": ["sendmail", "root"], "recipients": ["root"],
+                                           "submitted_at": 1e300, "received": -5}, b"Subject: absurd\n\nx\n")
     Path("/tmp/deep").write_bytes(b"JOURNAL-SENDMAIL-SPOOL 1\n" + b"[" * 100000 + b"\n" + b"x")
     Path("/tmp/bad-recipients").write_bytes(b"JOURNAL-SENDMAIL-SPOOL 1\n" + b'{"recipients": [1, 2]}' + b"\nx")
     os.chmod(SPOOL, 0o1777)
     _as_nobody(f"cp /tmp/forged {SPOOL}/00000000000000d1 && cp /tmp/deep {SPOOL}/00000000000000d2 && "
-               f"cp /tmp/bad-recipients {SPOOL}/00000000000000d3")
-    for p in ("/tmp/forged", "/tmp/deep", "/tmp/bad-recipients"):
+               f"cp /tmp/bad-recipients {SPOOL}/00000000000000d3 && cp /tmp/absurd {SPOOL}/00000000000000d4")
+    for p in ("/tmp/forged", "/tmp/deep", "/tmp/bad-recipients", "/tmp/absurd"):
         os.unlink(p)
+    mailq = run_sendmail(bindir, [], name="mailq", timeout=60)
+    assert mailq.returncode == 0 and b"00000000000000d1" in mailq.stdout, mailq.stderr
+    assert b" Kbytes in 4 Requests." in mailq.stdout, mailq.stdout
     q = run_sendmail(bindir, ["-q"], timeout=60)
     assert q.returncode == 0, q.stderr
     e = journald.entries(MAIL, wait_for=1)
@@ -271,8 +280,11 @@ def test_forged_metadata_cannot_add_fields_or_stop_the_flusher(journald: Journal
     assert one(f["MESSAGE_ID"]) == MSG_MAIL.encode() and one(f["PRIORITY"]) == b"6"
     assert one(f["_UID"]) == b"0" and one(f["MAIL_SPOOL_UID"]) == b"65534"
     assert one(f["MAIL_DSN_RET"]) == b"hdrs" and one(f["MAIL_SMTP_HELO"]) == b"forged"
-    events = journald.entries(f"MESSAGE_ID={MSG_SPOOL}", wait_for=2)
-    assert sorted(one(x["MAIL_SPOOL_FILE"]) for x in events) == [b"00000000000000d2", b"00000000000000d3"]
+    assert one(f["MAIL_CALLER_COMM"]) == b"cron" and "MAIL_CALLER_PID" not in f
+    assert one(f["MAIL_SUBMITTED_AT"]) == b"2026-11-20T10:00:00Z"
+    events = journald.entries(f"MESSAGE_ID={MSG_SPOOL}", wait_for=3)
+    assert sorted(one(x["MAIL_SPOOL_FILE"]) for x in events) == [b"00000000000000d2", b"00000000000000d3",
+                                                                 b"00000000000000d4"]
     assert all(one(x["MAIL_SPOOL_REASON"]).startswith(b"malformed") for x in events)
 
 

@@ -9,6 +9,7 @@ import posix
 
 from .dataclass_lite import fields, record, replace
 from .errors import ConfigError
+from .record import MAX_SIZE_CEILING, PART_SIZE_MAX, PART_SIZE_MIN
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -161,8 +162,10 @@ def parse(text: str, path: str = "<string>") -> Config:
             except ValueError as e:
                 raise ConfigError(f"{path}: bad value for {key}: {raw!r} ({e})") from None
     cfg = replace(Config(path=path), **values)  # type: ignore[arg-type]
-    if not 4 * KiB <= cfg.part_size <= 64 * MiB:
+    if not PART_SIZE_MIN <= cfg.part_size <= PART_SIZE_MAX:
         raise ConfigError(f"{path}: bad value for part_size: {cfg.part_size} (want 4K to 64M)")
+    if cfg.max_size > MAX_SIZE_CEILING:
+        raise ConfigError(f"{path}: bad value for max_size: {cfg.max_size} (want at most 1G)")
     if cfg.max_size < cfg.part_size:
         raise ConfigError(f"{path}: bad value for max_size: {cfg.max_size} (want at least part_size)")
     return cfg

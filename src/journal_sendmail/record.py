@@ -15,6 +15,13 @@ MSG_REFUSED = "23042c0ef8f74902814ee4284e0a5521"
 MSG_SPOOL = "963c70d77fdb45678cf8479f3cbe9fdf"
 
 PRIORITY_WARNING = 4
+# What a sender can produce, so what a reader may believe: a part is at least
+# PART_SIZE_MIN bytes and a message at most MAX_SIZE_CEILING, so a message has
+# at most MAX_PARTS parts (config.py keeps part_size and max_size in range).
+PART_SIZE_MIN = 4 * 1024
+PART_SIZE_MAX = 64 * 1024 * 1024
+MAX_SIZE_CEILING = 1024 * 1024 * 1024
+MAX_PARTS = MAX_SIZE_CEILING // PART_SIZE_MIN
 MAX_RCPT_FIELDS = 500  # journald drops a whole entry of more than ~1024 fields
 
 Fields = list[tuple[str, bytes]]

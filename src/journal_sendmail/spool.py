@@ -38,6 +38,8 @@ MAGIC = b"JOURNAL-SENDMAIL-SPOOL 1\n"
 # What a spool file may add to an entry besides the message and the recorded
 # options: the fields of the SMTP envelope (-bs).
 EXTRA_FIELDS = frozenset(("MAIL_PROTOCOL", "MAIL_SMTP_HELO", "MAIL_SMTP_MAIL_PARAMS", "MAIL_SMTP_RCPT_PARAMS"))
+# What a spool file may say about the caller (caller.py writes these).
+CALLER_FIELDS = frozenset(("MAIL_CALLER_PID", "MAIL_CALLER_COMM", "MAIL_CALLER_EXE"))
 META_MAX = 1 << 20  # the JSON line may not be longer than this
 
 
@@ -154,6 +156,13 @@ def open_checked(cfg: Config, name: str) -> tuple[int, os.stat_result]:
         raise
 
 
+def _number(value: Any, high: float, name: str) -> int | float:
+    """A number of the metadata, from 0 to ``high``; ValueError names it otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= high:
+        raise ValueError(f"{name} is not a number from 0 to {high:g}")
+    return value
+
+
 def read_meta(fd: int, size: int) -> tuple[dict[str, Any], int]:
     """The metadata and the offset of the raw message; ValueError if malformed."""
     import json
@@ -182,13 +191,13 @@ def load(fd: int, st: os.stat_result, part_size: int) -> Submission:
     meta, offset = read_meta(fd, st.st_size)
     raw = from_fd(fd, offset, st.st_size - offset, part_size)
     try:
-        return _rebuild(meta, raw, st.st_uid)
+        return _rebuild(meta, raw, st.st_uid, part_size)
     except BaseException:
         raw.close()
         raise
 
 
-def _rebuild(meta: dict[str, Any], raw: Raw, owner: int) -> Submission:
+def _rebuild(meta: dict[str, Any], raw: Raw, owner: int, part_size: int) -> Submission:
     import base64
 
     from .options import OPTIONS, RECORD, Invocation
@@ -218,14 +227,21 @@ def _rebuild(meta: dict[str, Any], raw: Raw, owner: int) -> Submission:
     mail_id = str(meta.get("mail_id", ""))
     if len(mail_id) != 32 or any(c not in "0123456789abcdef" for c in mail_id):
         mail_id = os.urandom(16).hex()
-    raw.after_dot = base64.b64decode(meta.get("after_dot", ""))
-    raw.after_dot_size = int(meta.get("after_dot_size", 0))
-    received = int(meta.get("received", raw.size))
-    raw.received = max(received, raw.size)
-    submitted = float(meta.get("submitted_at", 0))
-    caller = {str(k): str(v) for k, v in dict(meta.get("caller", {})).items() if str(k).startswith("MAIL_CALLER_")}
+    raw.after_dot = base64.b64decode(str(meta.get("after_dot", "")))[:part_size]
+    raw.after_dot_size = max(len(raw.after_dot), int(_number(meta.get("after_dot_size", 0), 1 << 63, "after_dot_size")))
+    raw.received = max(int(_number(meta.get("received", raw.size), 1 << 63, "received")), raw.size)
+    submitted = _number(meta.get("submitted_at", 0), 1 << 40, "submitted_at")
+    # only the caller's fields, by their names, with text values: a forged
+    # name could not be encoded (and would stop the flusher), a forged value
+    # of another type is not what the sender recorded
+    callers = meta.get("caller", {})
+    caller = {k: v for k, v in (callers.items() if isinstance(callers, dict) else ())
+              if k in CALLER_FIELDS and isinstance(v, str)}
+    if not caller.get("MAIL_CALLER_PID", "1").isdigit():
+        del caller["MAIL_CALLER_PID"]
     # only the SMTP envelope: a forged MESSAGE_ID or _UID must not reach the entry
-    extra = [(str(n), base64.b64decode(v)) for n, v in meta.get("extra", []) if str(n) in EXTRA_FIELDS]
+    extras = meta.get("extra", [])
+    extra = [(n, base64.b64decode(v)) for n, v in extras if n in EXTRA_FIELDS and isinstance(v, str)]
     extra += [
         ("MAIL_SPOOLED", b"yes"),
         ("MAIL_SPOOL_UID", str(owner).encode()),

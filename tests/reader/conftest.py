@@ -25,3 +25,12 @@ def persistent_journald(journald: harness.Journald) -> Iterator[harness.Journald
     """The ``journald`` fixture, flushed to /var/log/journal (where per-user files live)."""
     readerkit.flush_to_persistent(journald)
     yield journald
+
+
+@pytest.fixture
+def exporter(tmp_path: Path) -> Iterator[readerkit.Exporter]:
+    e = readerkit.Exporter(tmp_path)
+    yield e
+    if e.proc is not None:
+        e.proc.kill()
+        e.proc.wait()

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -71,3 +74,58 @@ def write_entry(fields: list[tuple[str, bytes]], socket: str = harness.SOCKET) -
         sink.send(record.encode(fields))
     finally:
         sink.close()
+
+
+# -- the export service, run from its unit file -----------------------------------------
+
+UNIT = ROOT / "conf" / "journal-sendmail-export.service"
+
+
+class Exporter:
+    """journal-sendmail-export.service's ExecStart, paths moved under ``tmp``."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.log = tmp / "log" / "mail.jsonl"
+        self.cursor = tmp / "state" / "export.cursor"
+        self.err = tmp / "export.stderr"
+        self.log.parent.mkdir(mode=0o750)
+        self.cursor.parent.mkdir(mode=0o700)
+        exec_start = re.search(r"^ExecStart=(.*)$", UNIT.read_text(), re.M)
+        assert exec_start is not None
+        argv = shlex.split(exec_start.group(1))
+        assert argv[0] == "/usr/bin/journal-mail"
+        self.argv = [
+            a.replace("/var/log/journal-sendmail", str(self.log.parent)).replace(
+                "/var/lib/journal-sendmail", str(self.cursor.parent))
+            for a in argv[1:]
+        ]  # fmt: skip
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        old = os.umask(0o027)  # the unit's UMask=
+        try:
+            with open(self.err, "ab") as err:  # a file, not a pipe: nothing can block on it
+                self.proc = subprocess.Popen([*READER, *self.argv], stderr=err)
+        finally:
+            os.umask(old)
+
+    def stop(self, quiet: bool = True) -> bytes:
+        """Stop it as systemctl stop does; what it said on stderr (nothing, when ``quiet``)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        assert self.proc.wait(timeout=15) == 0
+        self.proc = None
+        err = self.err.read_bytes()
+        assert err == b"" or not quiet, err
+        return err
+
+    def hup(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGHUP)
+
+    def subjects(self, *files: Path) -> list[str]:
+        out = []
+        for f in files or (self.log,):
+            if f.exists():
+                out += [json.loads(line)["subject"] for line in f.read_text().splitlines()]
+        return out

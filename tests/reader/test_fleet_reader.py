@@ -18,9 +18,9 @@ from pathlib import Path
 import harness
 import pytest
 from readerkit import message, ok, records, run_jm
+from support import json_raw
 
 from journal_sendmail.record import MSG_MAIL
-from support import json_raw
 
 REMOTE = "/lib/systemd/systemd-journal-remote"
 Sendmail = Callable[..., subprocess.CompletedProcess[bytes]]

@@ -7,8 +7,6 @@ import json
 import os
 import re
 import select
-import shlex
-import signal
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,10 +14,9 @@ from typing import Any
 
 import harness
 import pytest
-from readerkit import READER, ROOT, spawn_jm, wait_until
+from readerkit import ROOT, Exporter, spawn_jm, wait_until
 
 Sendmail = Callable[..., subprocess.CompletedProcess[bytes]]
-UNIT = ROOT / "conf" / "journal-sendmail-export.service"
 LOGROTATE = ROOT / "conf" / "journal-sendmail.logrotate"
 
 
@@ -111,67 +108,6 @@ def _seen(lines: Lines, subject: str) -> bool:
         return json.loads(lines.next(timeout=1.0))["subject"] == subject
     except AssertionError:
         return False
-
-
-# -- the export service, run from its unit file -----------------------------------------
-
-
-class Exporter:
-    """journal-sendmail-export.service's ExecStart, paths moved under ``tmp``."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.log = tmp / "log" / "mail.jsonl"
-        self.cursor = tmp / "state" / "export.cursor"
-        self.log.parent.mkdir(mode=0o750)
-        self.cursor.parent.mkdir(mode=0o700)
-        exec_start = re.search(r"^ExecStart=(.*)$", UNIT.read_text(), re.M)
-        assert exec_start is not None
-        argv = shlex.split(exec_start.group(1))
-        assert argv[0] == "/usr/bin/journal-mail"
-        self.argv = [
-            a.replace("/var/log/journal-sendmail", str(self.log.parent)).replace(
-                "/var/lib/journal-sendmail", str(self.cursor.parent))
-            for a in argv[1:]
-        ]  # fmt: skip
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        old = os.umask(0o027)  # the unit's UMask=
-        try:
-            self.proc = subprocess.Popen([*READER, *self.argv], stderr=subprocess.PIPE)
-        finally:
-            os.umask(old)
-
-    def stop(self) -> None:
-        assert self.proc is not None and self.proc.stderr is not None
-        self.proc.send_signal(signal.SIGTERM)  # what systemctl stop sends
-        assert self.proc.wait(timeout=15) == 0
-        err = self.proc.stderr.read()
-        self.proc.stderr.close()
-        assert err == b"", err
-        self.proc = None
-
-    def hup(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGHUP)
-
-    def subjects(self, *files: Path) -> list[str]:
-        out = []
-        for f in files or (self.log,):
-            if f.exists():
-                out += [json.loads(line)["subject"] for line in f.read_text().splitlines()]
-        return out
-
-
-@pytest.fixture
-def exporter(tmp_path: Path) -> Iterator[Exporter]:
-    e = Exporter(tmp_path)
-    yield e
-    if e.proc is not None:
-        e.proc.kill()
-        e.proc.wait()
-        assert e.proc.stderr is not None
-        e.proc.stderr.close()
 
 
 def test_export_service_restart_neither_loses_nor_repeats(journald: harness.Journald, sendmail: Sendmail,

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from support import json_raw, mboxrd_unescape
 
 from journal_sendmail.errors import DamagedMail

@@ -1,4 +1,11 @@
-"""Assemble: the whole raw message of a mail, from its entry and its part entries."""
+"""Assemble: the whole raw message of a mail, from its entry and its part entries.
+
+A mail is the entries of ONE sender: a part is joined to a message entry only
+when journald's trusted _UID, _HOSTNAME and _BOOT_ID are the same on both,
+and only when its number and length are ones the message entry leaves room
+for.  Nothing is allocated for a part number before it is checked, so a
+forged entry claiming a billion parts costs nothing.
+"""
 
 from __future__ import annotations
 
@@ -8,46 +15,88 @@ from typing import Any
 
 from ..errors import DamagedMail
 from ..record import MSG_PART
-from .entry import MailEntry, _int
+from .entry import MailEntry, count
+
+SENDER_FIELDS = ("_UID", "_HOSTNAME", "_BOOT_ID")
 
 
 def assemble(entry: MailEntry, open_parts: Callable[[], Any]) -> bytes:
     """The whole raw message of ``entry``, checked against MAIL_SIZE and MAIL_SHA256.
 
     ``open_parts`` opens a reader on the same journal for the part entries of
-    a split message.  Raises DamagedMail when a part is missing or the bytes
-    do not match what the sender recorded.
+    a split message.  Raises DamagedMail when the entry is damaged, a part is
+    missing, or the bytes do not match what the sender recorded.
     """
+    if entry.damaged:
+        raise DamagedMail(entry.mail_id, entry.damaged)
     chunks = [entry.raw]
     if entry.parts > 1:
-        found = _parts(open_parts, entry.mail_id)
-        missing = [n for n in range(2, entry.parts + 1) if n not in found]
-        if missing:
-            shown = ", ".join(map(str, missing[:10])) + (" …" if len(missing) > 10 else "")
-            raise DamagedMail(entry.mail_id, f"part {shown} of {entry.parts} missing from the journal")
+        found = _parts(open_parts, entry)
+        if len(found) < entry.parts - 1:
+            raise DamagedMail(entry.mail_id, f"part {_missing(found, entry.parts)} of {entry.parts} missing "
+                              "from the journal")
         chunks += [found[n] for n in range(2, entry.parts + 1)]
-    raw = b"".join(chunks)
-    if entry.size and len(raw) != entry.size:
-        raise DamagedMail(entry.mail_id, f"{len(raw)} bytes found, {entry.size} recorded")
-    if entry.sha256 and hashlib.sha256(raw).hexdigest() != entry.sha256:
+    digest = hashlib.sha256()
+    for chunk in chunks:
+        digest.update(chunk)
+    got = sum(map(len, chunks))
+    if got != entry.size:
+        raise DamagedMail(entry.mail_id, f"{got} bytes found, {entry.size} recorded")
+    if digest.hexdigest() != entry.sha256:
         raise DamagedMail(entry.mail_id, "its SHA-256 does not match MAIL_SHA256")
-    return raw
+    return b"".join(chunks)
 
 
-def _parts(open_parts: Callable[[], Any], mail_id: str) -> dict[int, bytes]:
+def _missing(found: dict[int, bytes], parts: int) -> str:
+    """The first ten missing part numbers, found without listing all of them.
+
+    >>> _missing({3: b""}, 4), _missing({}, 10 ** 9)
+    ('2, 4', '2, 3, 4, 5, 6, 7, 8, 9, 10, 11 …')
+    """
+    shown: list[str] = []
+    n = 2
+    while n <= parts and len(shown) <= 10:
+        if n not in found:
+            shown.append(str(n))
+        n += 1
+    return ", ".join(shown[:10]) + (" …" if len(shown) > 10 else "")
+
+
+def _parts(open_parts: Callable[[], Any], entry: MailEntry) -> dict[int, bytes]:
+    """Part number -> bytes of the parts of ``entry`` from its own sender.
+
+    Every part but the last is as long as the message entry's chunk, the last
+    holds the rest: a part of another length is not a part of this mail.
+    """
+    step = len(entry.raw)
+    last = entry.size - step * (entry.parts - 1)
+    sender = [str(v).encode() for v in entry.sender]
     reader = open_parts()
     try:
         reader.add_match(f"MESSAGE_ID={MSG_PART}".encode())
-        reader.add_match(f"MAIL_ID={mail_id}".encode())
+        reader.add_match(f"MAIL_ID={entry.mail_id}".encode())
+        for name, value in zip(SENDER_FIELDS, sender, strict=True):
+            reader.add_match(name.encode() + b"=" + value)
         reader.seek_head()
         found: dict[int, bytes] = {}
         while reader._next(1):
-            n = _int(reader._get("MAIL_PART"))
-            if n is not None and n not in found:
-                try:
-                    found[n] = reader._get("MAIL_RAW")
-                except KeyError:
-                    continue
+            n = count(_field(reader, "MAIL_PART"), entry.parts)
+            if n is None or n < 2 or n in found or count(_field(reader, "MAIL_PARTS"), entry.parts) != entry.parts:
+                continue
+            if [_field(reader, name) for name in SENDER_FIELDS] != sender:
+                continue
+            chunk = _field(reader, "MAIL_RAW")
+            if chunk is not None and len(chunk) == (last if n == entry.parts else step):
+                found[n] = chunk
         return found
     finally:
         reader.close()
+
+
+def _field(reader: Any, name: str) -> bytes | None:
+    """One field of the current entry; None when it is missing or given more than once."""
+    try:
+        value = reader._get(name)
+    except KeyError:
+        return None
+    return value if isinstance(value, bytes) else None

@@ -80,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("show", parents=[source], help="show mails by MAIL_ID (or a unique prefix)")
     c.add_argument("mail_ids", metavar="MAIL_ID", nargs="+")
+    c.add_argument("--uid", metavar="UID", type=int, action="append", default=[],
+                   help="only the entries this uid wrote (when a forged twin shares the MAIL_ID)")
+    c.add_argument("--user", metavar="NAME", action="append", default=[], help="only the entries this user wrote")
+    c.add_argument("--host", metavar="HOST", action="append", default=[], help="only the entries of HOST")
     x = c.add_mutually_exclusive_group()
     x.add_argument("--raw", action="store_true", help="the message bytes exactly as received")
     x.add_argument("--headers", action="store_true", help="every header of the message")

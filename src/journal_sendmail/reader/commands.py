@@ -6,7 +6,7 @@ import argparse
 import os
 import re
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -15,7 +15,7 @@ from ..body import searchable
 from ..errors import EX_OK, DamagedMail, NoPermission, NotFound, UsageError
 from . import query, render
 from .assemble import assemble
-from .entry import MailEntry
+from .entry import MailEntry, Sender
 from .filters import Filters, make_filters
 from .output import FLUSH_BYTES, Io, Output, eml_directory, page, read_cursor, save_cursor, write_eml
 from .query import Source
@@ -106,7 +106,8 @@ def cmd_list(args: argparse.Namespace, io: Io) -> int:
     reader, filters = start(args, io)
     out = Output(io.out, None)
     found = 0
-    entries = selected(args, io, reader, filters, args.reverse)
+    damaged = Damaged()
+    entries = damaged.counted(selected(args, io, reader, filters, args.reverse))
     if args.json:
         record, line = render.json_record, render.json_line
         for e in entries:
@@ -123,7 +124,28 @@ def cmd_list(args: argparse.Namespace, io: Io) -> int:
         if not found and io.tty():
             out.write(b"-- No mail --\n")
     out.flush()
+    damaged.note(io, args, "listed, marked damaged")
     return EX_OK
+
+
+class Damaged:
+    """Counts the damaged entries (forged or corrupt) a command met, for one note."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def counted(self, entries: Iterable[MailEntry], skip: bool = False) -> Iterator[MailEntry]:
+        for e in entries:
+            if e.damaged:
+                self.count += 1
+                if skip:
+                    continue
+            yield e
+
+    def note(self, io: Io, args: argparse.Namespace, what: str) -> None:
+        if self.count and not args.quiet:
+            io.say(f"note: {self.count} entries look like mail but no journal-sendmail wrote them as they are "
+                   f"(forged or corrupt; {what}): see TRUST in journal-mail(1)")
 
 
 def selected(args: argparse.Namespace, io: Io, reader: Any, filters: Filters, reverse: bool) -> Iterator[MailEntry]:
@@ -143,6 +165,11 @@ def selected(args: argparse.Namespace, io: Io, reader: Any, filters: Filters, re
 
 
 def find(args: argparse.Namespace, io: Io, mail_id: str, reader: Any) -> MailEntry:
+    """The mail ``mail_id`` (or a unique prefix of it) names, from one sender.
+
+    A MAIL_ID that entries of several senders carry (a forged twin: MAIL_IDs
+    are random) names no mail until --uid, --user or --host picks one.
+    """
     if not re.fullmatch(r"[0-9a-fA-F]{1,32}", mail_id):
         raise UsageError(f"{mail_id!r} is not a MAIL_ID (32 hexadecimal digits, or a prefix of one)")
     found = list(query.mails(reader, make_filters(args, [mail_id])))
@@ -150,16 +177,36 @@ def find(args: argparse.Namespace, io: Io, mail_id: str, reader: Any) -> MailEnt
         raise NotFound(f"no mail {mail_id} in the journal")
     if len({e.mail_id for e in found}) > 1:
         raise UsageError(f"{mail_id} is the start of {len(found)} MAIL_IDs; give more of it")
+    senders = list(dict.fromkeys(e.sender for e in found))
+    if len(senders) > 1:
+        who = "; ".join(_sender_text(s) for s in senders)
+        raise DamagedMail(found[0].mail_id, f"{len(senders)} senders wrote entries with this MAIL_ID ({who}), so all "
+                          "but one are forged: pick one with --uid, --user or --host")
     return found[-1]
 
 
+def _sender_text(sender: tuple[int | None, str, str]) -> str:
+    uid, host, boot = sender
+    name = users.name_of(uid)
+    return f"uid {uid}{f' ({name})' if name else ''} on {host or '?'}, boot {boot[:8] or '?'}"
+
+
 def cmd_show(args: argparse.Namespace, io: Io) -> int:
+    """Each mail asked for; one that cannot be shown costs a line on stderr and
+    the exit code (the first such), never the others."""
+    make_filters(args)  # a bad --uid or --user is a usage error before anything is read
     reader = open_journal(args, io)
     chunks = []
     color = io.color()
+    code = EX_OK
     for n, mail_id in enumerate(args.mail_ids):
-        e = find(args, io, mail_id, reader)
-        raw = whole(e, args)
+        try:
+            e = find(args, io, mail_id, reader)
+            raw = whole(e, args)
+        except (DamagedMail, NotFound) as err:
+            io.say(err.reason)
+            code = code or err.code
+            continue
         if args.raw:
             chunks.append(raw)
             continue
@@ -173,7 +220,7 @@ def cmd_show(args: argparse.Namespace, io: Io) -> int:
         io.out.flush()
     else:
         page(b"".join(chunks), io, args.no_pager)
-    return EX_OK
+    return code
 
 
 class Writer:
@@ -184,6 +231,7 @@ class Writer:
         self.cols = render.layout(io.width()) if fmt == "table" and out is not None and out.fd is None else None
         self.color = fmt == "table" and out is not None and out.fd is None and io.color()
         self.damaged = 0
+        self.eml_senders: dict[str, Sender] = {}  # file name -> whose mail it holds, this run
 
     def write(self, e: MailEntry) -> bool:
         """Write one mail; False (and a line on stderr) if it is damaged."""
@@ -201,7 +249,7 @@ class Writer:
             self.io.say(f"note: mail {e.mail_id} was cut to {e.size} of {e.truncated} bytes when it was stored")
         if self.fmt == "eml":
             assert self.directory is not None
-            write_eml(self.directory, e, raw)
+            write_eml(self.directory, self.eml_name(e), raw)
             return True
         assert self.out is not None
         if self.fmt == "mbox":
@@ -209,6 +257,15 @@ class Writer:
         else:
             self.out.write(render.json_line(render.json_record(e, raw)).encode("utf-8", "surrogateescape"))
         return True
+
+
+    def eml_name(self, e: MailEntry) -> str:
+        """The mail's file name; a twin from another sender (forged) gets its uid added, so
+        that it never replaces the other's file."""
+        name = render.eml_name(e)
+        if self.eml_senders.setdefault(name, e.sender) != e.sender:
+            name = name.removesuffix(".eml") + f"-uid{e.uid}.eml"
+        return name
 
 
 def cmd_export(args: argparse.Namespace, io: Io) -> int:
@@ -293,7 +350,8 @@ def cmd_follow(args: argparse.Namespace, io: Io) -> int:
 
 def cmd_stats(args: argparse.Namespace, io: Io) -> int:
     reader, filters = start(args, io)
-    entries = selected(args, io, reader, filters, False)
+    damaged = Damaged()
+    entries = damaged.counted(selected(args, io, reader, filters, False), skip=True)
     rows = render.stats_rows(entries, args.by, args.sort)
     if args.json:
         text = "".join(render.json_line({args.by: k, "mails": c, "bytes": b}) for k, c, b in rows)
@@ -301,6 +359,7 @@ def cmd_stats(args: argparse.Namespace, io: Io) -> int:
         text = render.stats_table(rows, args.by, io.width())
     io.out.write(text.encode("utf-8", "replace"))
     io.out.flush()
+    damaged.note(io, args, "not counted")
     return EX_OK
 
 

@@ -1,12 +1,27 @@
-"""Entry: one stored mail as the reader sees it, built from a journal entry's fields."""
+"""Entry: one stored mail as the reader sees it, built from a journal entry's fields.
+
+Any local user can write entries that look like ours: every ``MAIL_*`` field
+is the sender's word, only journald's ``_*`` fields are trusted.  So every
+field is checked here, once, before anything is allocated from it: an entry
+whose id, size, digest or part count no journal-sendmail could have written
+is ``damaged`` (shown as such, never given back as a mail), and an
+informational number that makes no sense (a caller's pid) is unknown.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..record import MSG_REFUSED
+from ..record import MAX_PARTS, MAX_SIZE_CEILING, MSG_REFUSED, PART_SIZE_MIN
 from ..users import name_of
+
+PID_MAX = 1 << 22  # the kernel's ceiling for pid_max
+UID_MAX = (1 << 32) - 2
+SIZE_MAX = 1 << 63
+_HEX = b"0123456789abcdef"
+
+Sender = tuple[int | None, str, str]
 
 
 @dataclass
@@ -41,10 +56,37 @@ class MailEntry:
     text: str | None = None  # MAIL_TEXT: the readable body, when stored
     raw: bytes = b""  # MAIL_RAW of this entry: the whole message, or its first part
     duplicates: int = 0  # other copies of this MAIL_ID in a central journal (see ``central``)
+    damaged: str = ""  # why this entry cannot be a mail journal-sendmail wrote ("" when it can)
 
     @property
     def subject(self) -> str:
         return self.headers.get("subject", "")
+
+    @property
+    def sender(self) -> Sender:
+        """Who wrote the entry, by journald's trusted fields: a mail is the entries of one sender."""
+        return (self.uid, self.hostname, self.boot_id)
+
+
+def hex_id(value: bytes, length: int) -> bool:
+    """Exactly ``length`` lower-case hexadecimal digits.
+
+    >>> hex_id(b"0f" * 16, 32), hex_id(b"0F" * 16, 32), hex_id(b"0f", 32)
+    (True, False, False)
+    """
+    return len(value) == length and not value.translate(None, _HEX)
+
+
+def count(value: bytes | None, high: int) -> int | None:
+    """A decimal number from 0 to ``high``, or None (no sign, space or other digits).
+
+    >>> count(b"42", 100), count(b"-5", 100), count(b"x", 100), count(b"101", 100), count("٣".encode(), 9)
+    (42, None, None, None, None)
+    """
+    if value is None or not 0 < len(value) <= 20 or not value.isdigit():
+        return None
+    n = int(value)
+    return n if n <= high else None
 
 
 HEADER_FIELDS = {
@@ -67,13 +109,6 @@ def _text(value: Any) -> str:
     return bytes(value).decode("utf-8", "replace")
 
 
-def _int(value: Any) -> int | None:
-    try:
-        return int(_text(value))
-    except ValueError:
-        return None
-
-
 def to_entry(d: dict[str, Any], realtime: int, cursor: str) -> MailEntry:
     """A MailEntry from the fields of one message entry (``_get_all()``).
 
@@ -81,6 +116,7 @@ def to_entry(d: dict[str, Any], realtime: int, cursor: str) -> MailEntry:
     dict lookup and at most one decode per field.
     """
     get = d.get
+    damaged: list[str] = []
 
     def text(name: str) -> str:
         v = get(name)
@@ -90,54 +126,76 @@ def to_entry(d: dict[str, Any], realtime: int, cursor: str) -> MailEntry:
             v = v[0]
         return v.decode("utf-8", "replace")  # type: ignore[no-any-return]
 
-    def number(name: str) -> int | None:
+    def single(name: str) -> bytes | None:
+        """A field journal-sendmail writes once: given twice, the entry is not ours."""
         v = get(name)
-        if v is None:
+        if v.__class__ is list:
+            damaged.append(f"{name} given {len(v)} times")
             return None
-        try:
-            return int(v[0] if v.__class__ is list else v)
-        except ValueError:
-            return None
+        return v  # type: ignore[no-any-return]
 
+    def number(name: str, high: int) -> int | None:
+        v = get(name)
+        return None if v is None or v.__class__ is list else count(v, high)
+
+    mail_id = single("MAIL_ID") or b""
+    if not hex_id(mail_id, 32):
+        damaged.append("MAIL_ID is not 32 hexadecimal digits")
+    size_field = single("MAIL_SIZE")
+    size = count(size_field, MAX_SIZE_CEILING)
+    if size is None:
+        damaged.append("MAIL_SIZE is not a size journal-sendmail writes")
+    sha256 = single("MAIL_SHA256")
+    if sha256 is None or not hex_id(sha256, 64):
+        damaged.append("MAIL_SHA256 is not a SHA-256 digest")
+    raw = single("MAIL_RAW") or b""
+    parts_field = single("MAIL_PARTS")
+    parts = 1 if parts_field is None else count(parts_field, MAX_PARTS)
+    if parts is None or parts < 1:
+        damaged.append("MAIL_PARTS is not a part count journal-sendmail writes")
+        parts = 1
+    elif size is not None and parts > 1 and (len(raw) < PART_SIZE_MIN or parts != -(-size // len(raw))):
+        damaged.append(f"MAIL_PARTS={parts} does not fit MAIL_SIZE={size} in parts of {len(raw)} bytes")
     rcpts = get("MAIL_RCPTS")
     if rcpts is not None:
         recipients = tuple(text("MAIL_RCPTS").split(","))
     else:
         rc = get("MAIL_RCPT", [])
         recipients = tuple(_text([v]) for v in (rc if isinstance(rc, list) else [rc]))
-    uid = number("_UID")
-    raw = get("MAIL_RAW", b"")
+    uid = number("_UID", UID_MAX)
+    truncated = number("MAIL_TRUNCATED", SIZE_MAX)
     argv = text("MAIL_ARGV")
     defects = text("MAIL_DEFECTS")
     stored_text = get("MAIL_TEXT")
     return MailEntry(
-        mail_id=text("MAIL_ID"),
+        mail_id=mail_id.decode("utf-8", "replace"),
         realtime=realtime,
         cursor=cursor,
         kind="refused" if get("MESSAGE_ID") == _REFUSED else "mail",
         envelope_from=text("MAIL_ENVELOPE_FROM"),
         recipients=recipients,
         headers={key: text(name) for name, key in HEADER_FIELDS.items() if name in d},
-        size=number("MAIL_SIZE") or 0,
-        sha256=text("MAIL_SHA256"),
-        parts=number("MAIL_PARTS") or 1,
+        size=size or 0,
+        sha256=(sha256 or b"").decode("ascii", "replace"),
+        parts=parts,
         uid=uid,
         username=name_of(uid),
         hostname=text("_HOSTNAME"),
         boot_id=text("_BOOT_ID"),
         caller_comm=text("MAIL_CALLER_COMM"),
-        caller_pid=number("MAIL_CALLER_PID"),
+        caller_pid=number("MAIL_CALLER_PID", PID_MAX),
         caller_exe=text("MAIL_CALLER_EXE"),
         argv=tuple(argv.split("\n")) if argv else (),
         invoked_as=text("MAIL_INVOKED_AS"),
         spooled=get("MAIL_SPOOLED") == b"yes",
-        spool_uid=number("MAIL_SPOOL_UID"),
+        spool_uid=number("MAIL_SPOOL_UID", UID_MAX),
         submitted_at=text("MAIL_SUBMITTED_AT"),
-        truncated=number("MAIL_TRUNCATED"),
+        truncated=truncated if truncated is not None and truncated > (size or 0) else None,
         refused=text("MAIL_REFUSED"),
         defects=tuple(defects.split("\n")) if defects else (),
         text=None if stored_text is None else _text(stored_text),
-        raw=raw[0] if isinstance(raw, list) else raw,
+        raw=raw,
+        damaged="; ".join(damaged),
     )
 
 

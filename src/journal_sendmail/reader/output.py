@@ -10,7 +10,6 @@ from typing import IO
 from ..errors import NotFound, OutputError, UsageError
 from ..message import write_all
 from . import render
-from .entry import MailEntry
 
 PROG = "journal-mail"
 
@@ -44,8 +43,9 @@ class Io:
             return int(self.environ.get("COLUMNS", "80"))
 
     def say(self, line: str) -> None:
+        """One line on stderr; what it quotes from a mail cannot move the terminal's cursor."""
         try:
-            self.err.write(f"{PROG}: {line}\n".encode("utf-8", "replace"))
+            self.err.write(f"{PROG}: {render.printable(line, one_line=True)}\n".encode("utf-8", "replace"))
             self.err.flush()
         except (OSError, ValueError):
             pass
@@ -106,10 +106,10 @@ class Output:
             self.fd = None
 
 
-def write_eml(directory: str, e: MailEntry, raw: bytes) -> None:
+def write_eml(directory: str, name: str, raw: bytes) -> None:
     """One file per mail, written under a temporary name and renamed into place."""
-    path = os.path.join(directory, render.eml_name(e))
-    tmp = os.path.join(directory, f".{render.eml_name(e)}.tmp")
+    path = os.path.join(directory, name)
+    tmp = os.path.join(directory, f".{name}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:

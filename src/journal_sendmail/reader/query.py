@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import NotFound
 from ..record import MSG_MAIL
-from .entry import MailEntry, _int, _text, to_entry
+from .entry import SIZE_MAX, MailEntry, Sender, _text, count, to_entry
 from .filters import Filters, wanted
 from .timespec import US
 
@@ -192,14 +192,14 @@ def follow(
 
     Starts after ``cursor`` when given, else with the newest ``lines`` mails
     (``None``: every mail, or every one since ``filters.since``).  New journal
-    files (rotation) are picked up by ``wait()``.  A MAIL_ID among the last
-    ``FOLLOW_MEMORY`` given out is not given again: journal-upload sends the
+    files (rotation) are picked up by ``wait()``.  A MAIL_ID from the same
+    sender among the last ``FOLLOW_MEMORY`` given out is not given again: journal-upload sends the
     entry at its saved cursor once more when it restarts, so a central
     journal can hold a mail twice, the copies close together.
     """
     get_body = body or (lambda e: e.text or "")
     apply_matches(reader, filters)
-    recent: dict[str, None] = {}  # MAIL_IDs given out, oldest first
+    recent: dict[tuple[str, Sender], None] = {}  # (MAIL_ID, sender) given out, oldest first
     pending = False  # is the reader on an entry not yet given out?
     if cursor:
         reader.seek_cursor(cursor)
@@ -221,9 +221,10 @@ def follow(
             if filters.until is not None and t > filters.until:
                 continue
             e = to_entry(reader._get_all(), t, reader._get_cursor())
-            if (e.mail_id and e.mail_id in recent) or not wanted(e, filters, get_body):
+            key = (e.mail_id, e.sender)
+            if (e.mail_id and key in recent) or not wanted(e, filters, get_body):
                 continue
-            recent[e.mail_id] = None
+            recent[key] = None
             if len(recent) > FOLLOW_MEMORY:
                 del recent[next(iter(recent))]
             yield e
@@ -256,21 +257,20 @@ def central(
     since, until = filters.since, filters.until
     apply_matches(reader, filters)
     reader.seek_head()  # not seek_realtime: the entries are in the order they arrived, not in time order
-    seen: set[str] = set()
+    seen: set[bytes] = set()
     order: list[tuple[int, str]] = []  # (sent, cursor) of the first copy of each mail, as they arrived
-    copies: dict[str, int] = {}
+    copies: dict[bytes, int] = {}
     while reader._next(1):
         t = reader._get_realtime()
         if (since is not None and t < since) or (until is not None and t > until):
             continue
         cursor = reader._get_cursor()
-        mail_id = _field(reader, "MAIL_ID")
-        key = _text(mail_id) if mail_id else cursor
+        key = _copy_key(reader, cursor)
         if key in seen:
             copies[key] = copies.get(key, 0) + 1
             continue
         seen.add(key)
-        order.append((_int(_field(reader, "_SOURCE_REALTIME_TIMESTAMP")) or t, cursor))
+        order.append((count(_field(reader, "_SOURCE_REALTIME_TIMESTAMP"), SIZE_MAX) or t, cursor))
     late, newest = 0, 0
     for sent, _ in order:
         if sent < newest:
@@ -283,7 +283,7 @@ def central(
         if not reader._next(1) or not reader.test_cursor(cursor):
             return None
         e = to_entry(reader._get_all(), reader._get_realtime(), cursor)
-        e.duplicates = copies.get(e.mail_id or cursor, 0)
+        e.duplicates = copies.get(_copy_key(reader, cursor), 0)
         return e if wanted(e, filters, get_body) else None
 
     def gen() -> Iterator[MailEntry]:
@@ -298,6 +298,16 @@ def central(
         yield from chosen if reverse else reversed(chosen)
 
     return late, gen()
+
+
+def _copy_key(reader: Any, cursor: str) -> bytes:
+    """What makes two entries copies of one mail: the same MAIL_ID from the same
+    sender (journald's _UID, _HOSTNAME, _BOOT_ID).  The same MAIL_ID from
+    another sender is another mail (a forged twin), never a duplicate."""
+    mail_id = _field(reader, "MAIL_ID")
+    if not mail_id:
+        return cursor.encode()
+    return b"\0".join([mail_id, *(_field(reader, name) or b"" for name in ("_UID", "_HOSTNAME", "_BOOT_ID"))])
 
 
 def _field(reader: Any, name: str) -> bytes | None:

@@ -54,8 +54,21 @@ def human_size(n: int) -> str:
     return str(n)  # pragma: no cover
 
 
+def _when(us: int, fmt: str, utc: bool) -> str:
+    """``us`` formatted; a time no calendar holds (a central journal takes the
+    hosts' word for it) as ``@SECONDS`` instead of an error.
+
+    >>> _when(10 ** 30, "%Y", True)
+    '@1000000000000000000000000'
+    """
+    try:
+        return time.strftime(fmt, (time.gmtime if utc else time.localtime)(us // 1_000_000))
+    except (OverflowError, ValueError, OSError):
+        return f"@{us // 1_000_000}"
+
+
 def local_time(us: int, fmt: str = "%Y-%m-%d %H:%M") -> str:
-    return time.strftime(fmt, time.localtime(us // 1_000_000))
+    return _when(us, fmt, utc=False)
 
 
 def rfc3339(us: int) -> str:
@@ -64,7 +77,7 @@ def rfc3339(us: int) -> str:
     >>> rfc3339(1795168801500000)
     '2026-11-20T10:00:01Z'
     """
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(us // 1_000_000))
+    return _when(us, "%Y-%m-%dT%H:%M:%SZ", utc=True)
 
 
 def fit(text: str, width: int) -> str:
@@ -148,6 +161,7 @@ def _cells(e: MailEntry) -> list[str]:
             ("spooled", e.spooled),
             ("truncated", e.truncated is not None),
             ("dup", e.duplicates > 0),
+            ("damaged", bool(e.damaged)),
         )
         if on
     )
@@ -159,7 +173,7 @@ def _cells(e: MailEntry) -> list[str]:
         e.caller_comm,
         e.envelope_from,
         ",".join(e.recipients),
-        human_size(e.size),
+        "?" if e.damaged else human_size(e.size),
         marks + e.subject,
     ]
 
@@ -171,7 +185,7 @@ def table_header(cols: list[tuple[int, int]], color: bool = False) -> str:
 
 def table_line(e: MailEntry, cols: list[tuple[int, int]], color: bool = False) -> str:
     """One mail as a line of the table laid out by ``cols`` (see ``layout``)."""
-    line = _row(_cells(e), cols, color and (e.kind == "refused" or e.truncated is not None))
+    line = _row(_cells(e), cols, color and (e.kind == "refused" or e.truncated is not None or bool(e.damaged)))
     return line
 
 
@@ -218,6 +232,8 @@ def envelope_lines(e: MailEntry) -> list[tuple[str, str]]:
         out.append(("Refused", e.refused))
     if e.defects:
         out.append(("Defects", "; ".join(e.defects)))
+    if e.damaged:
+        out.append(("Damaged", e.damaged))
     return [(k, v) for k, v in out if v]
 
 
@@ -312,7 +328,7 @@ def mboxrd_escape(raw: bytes) -> bytes:
 def mbox_from_line(e: MailEntry) -> bytes:
     """``From sender Fri Nov 20 10:00:01 2026`` (UTC, asctime) for the mbox separator."""
     sender = "".join(e.envelope_from.split()) or "MAILER-DAEMON"
-    when = time.strftime("%a %b %d %H:%M:%S %Y", time.gmtime(e.realtime // 1_000_000))
+    when = _when(e.realtime, "%a %b %d %H:%M:%S %Y", utc=True)
     return f"From {sender} {when}\n".encode("utf-8", "surrogateescape")
 
 
@@ -334,7 +350,7 @@ def eml_name(e: MailEntry) -> str:
     '20261120T100001Z-abababababababababababababababab.eml'
     """
     safe = re.sub(r"[^0-9A-Za-z]", "_", e.mail_id) or "unknown"
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(e.realtime // 1_000_000)) + f"-{safe}.eml"
+    return _when(e.realtime, "%Y%m%dT%H%M%SZ", utc=True) + f"-{safe}.eml"
 
 
 # -- JSON ---------------------------------------------------------------------
@@ -368,9 +384,9 @@ def json_record(e: MailEntry, raw: bytes | None = None) -> dict[str, Any]:
         "date": e.headers.get("date"),
         "message_id": e.headers.get("message_id"),
         "auto_submitted": e.headers.get("auto_submitted"),
-        "size": e.size,
-        "sha256": e.sha256,
-        "parts": e.parts,
+        "size": None if e.damaged else e.size,
+        "sha256": None if e.damaged else e.sha256,
+        "parts": None if e.damaged else e.parts,
         "duplicates": e.duplicates,
         "invoked_as": e.invoked_as,
         "caller_comm": e.caller_comm or None,
@@ -380,6 +396,7 @@ def json_record(e: MailEntry, raw: bytes | None = None) -> dict[str, Any]:
         "truncated": e.truncated,
         "refused": e.refused or None,
         "defects": list(e.defects),
+        "damaged": e.damaged or None,
         "cursor": e.cursor,
     }
     if e.spooled:
