@@ -24,7 +24,7 @@ from typing import Any
 JOURNALD = "/lib/systemd/systemd-journald"
 SOCKET = "/run/systemd/journal/socket"
 CLONE_NEWNS = 0x00020000
-PRIVATE_DIRS = ("/run", "/var/log/journal", "/var/spool/journal-sendmail")
+PRIVATE_DIRS = ("/run", "/var/log/journal", "/var/spool/journal-sendmail", "/var/lib/journal-mail")
 
 _entered = False
 _host_namespace_fd: int | None = None

@@ -51,3 +51,21 @@ def test_every_message_id_is_documented() -> None:
     page = (ROOT / "man" / "journal-sendmail.8").read_text()
     for mid in (record.MSG_MAIL, record.MSG_PART, record.MSG_REFUSED, record.MSG_SPOOL):
         assert mid[:8] in page, mid
+
+
+def test_every_journal_mail_command_and_option_is_documented() -> None:
+    import argparse
+
+    from journal_sendmail.reader.cli import build_parser
+
+    page = (ROOT / "man" / "journal-mail.1").read_text().replace("\\-", "-")
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert len(sub.choices) >= 6
+    missing = []
+    for name, command in sub.choices.items():
+        if f".B {name}\n" not in page and f".B journal-mail {name}" not in page:
+            missing.append(name)
+        for action in command._actions:
+            missing += [o for o in action.option_strings if o.startswith("--") and o != "--help" and o not in page]
+    assert not missing, missing

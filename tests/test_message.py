@@ -6,6 +6,8 @@ import hashlib
 import os
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from journal_sendmail import body, message
 
@@ -138,3 +140,29 @@ def test_readable_text(name: str, text: str | None) -> None:
     found, defects = body.readable_text(raw, headers.parse(raw).content)
     assert found == text
     assert defects == []
+
+
+CONTENT_LINES = [
+    b"Content-Type: text/plain", b"Content-Type: text/plain; charset=UTF-8", b"content-type: TEXT/PLAIN; charset=us-ascii",
+    b"Content-Type: text/plain; charset=iso-8859-1", b"Content-Type: text/html; charset=utf-8",
+    b"Content-Type: text/plain;\n charset=utf-8", b'Content-Type: text/plain; charset="utf-8"',
+    b"Content-Type: multipart/mixed; boundary=b", b"Content-Type : text/plain", b"Content-Type: text/plain (c)",
+    b"Content-Transfer-Encoding: 8bit", b"Content-Transfer-Encoding: quoted-printable",
+    b"Content-Transfer-Encoding: BASE64", b"content-transfer-encoding:7bit", b"X-Content-Type-Options: nosniff",
+    b"Subject: s", b"To: a@b", b"not a header", b"From: x (Content-Type: text/html)",
+]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(CONTENT_LINES), max_size=5), st.sampled_from([b"\n", b"\r\n"]),
+       st.sampled_from([b"caf\xc3\xa9 =C3=A9\n", b"aGVsbG8=\n", b"\xff\xfe plain\n", b"--b\nx\n--b--\n"]))
+def test_the_plain_text_shortcut_agrees_with_the_parser(lines: list[bytes], eol: bytes, text: bytes) -> None:
+    """body.plain_text answers True only where the header parser's way gives the same text."""
+    from journal_sendmail import headers
+
+    raw = eol.join(lines + [b""]) + eol + text
+    slow, _ = body.readable_text(raw, headers.parse(raw).content)
+    slow_text = slow if slow is not None else body.body_of(raw).decode("utf-8", "replace")
+    if body.plain_text(raw):
+        assert body.body_of(raw).decode("utf-8", "replace") == slow_text
+    assert body.searchable(raw, None) == slow_text

@@ -56,7 +56,49 @@ def searchable(raw: bytes, stored: str | None) -> str:
     """The readable body to search: MAIL_TEXT when stored, else decoded from ``raw``."""
     if stored is not None:
         return stored
+    if plain_text(raw):
+        return body_of(raw).decode("utf-8", "replace")
     from .headers import parse
 
     text, _ = readable_text(raw, parse(raw).content)
     return text if text is not None else body_of(raw).decode("utf-8", "replace")
+
+
+_SIMPLE = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789/;=-. ")
+
+
+def plain_text(raw: bytes) -> bool:
+    r"""Is the body plain text that ``readable_text`` would give back as it is?  Decided
+    from the header block alone, only when the answer cannot differ from the header
+    parser's (a journal-mail index decodes every body: parsing them costs twice as much).
+
+    >>> plain_text(b"Subject: x\n\nbody"), plain_text(b"Content-Type: text/plain; charset=UTF-8\n\nx")
+    (True, True)
+    >>> plain_text(b"Content-Type: text/html\n\nx"), plain_text(b"Content-Transfer-Encoding: base64\n\nx")
+    (False, False)
+    >>> plain_text(b"Content-Type: text/plain;\n charset=latin1\n\nx")
+    False
+    """
+    from .headers import header_block
+
+    _, block = header_block(raw)
+    low = block.lower()
+    if b"content-t" not in low:
+        return True
+    values: dict[bytes, bytes] = {}
+    lines = low.split(b"\n")
+    for n, line in enumerate(lines):
+        for name in (b"content-type", b"content-transfer-encoding"):
+            if name in line:
+                if not line.startswith(name + b":") or name in values:
+                    return False  # odd spacing, a repeat: the parser decides
+                if n + 1 < len(lines) and lines[n + 1][:1] in (b" ", b"\t"):
+                    return False  # folded
+                value = line[len(name) + 1:].strip(b" \t\r")
+                if not _SIMPLE.issuperset(value):
+                    return False
+                values[name] = value
+    ctype = values.get(b"content-type", b"").decode()
+    charset = ctype.split("charset=", 1)[1].split(";")[0].strip() if "charset=" in ctype else ""
+    plain = (not ctype or ctype.split(";")[0].strip() == "text/plain") and charset in PLAIN_CHARSETS
+    return plain and values.get(b"content-transfer-encoding", b"").decode() in ("", "7bit", "8bit", "binary")

@@ -50,6 +50,7 @@ def test_units_flusher_started_exporter_not(unpacked: Path) -> None:
     """Which units get enabled is checked on a real install (test_exim4)."""
     units = sorted(p.name for p in (unpacked / "lib/systemd/system").iterdir())
     assert units == [
+        "journal-mail-index.service",
         "journal-sendmail-export.service",
         "journal-sendmail-flush.path",
         "journal-sendmail-flush.service",
@@ -59,6 +60,7 @@ def test_units_flusher_started_exporter_not(unpacked: Path) -> None:
     assert started == {"journal-sendmail-flush.path"}, postinst
     # Enabled by the admin or not, the exporter is disabled again on purge.
     assert "journal-sendmail-export.service" in (unpacked / "DEBIAN/postrm").read_text()
+    assert "journal-mail-index.service" in (unpacked / "DEBIAN/postrm").read_text()
 
 
 def test_catalog_is_accepted_by_journalctl(unpacked: Path) -> None:

@@ -18,6 +18,7 @@ UNITS = {
     "journal-sendmail-flush.path": True,
     "journal-sendmail-flush.service": True,
     "journal-sendmail-export.service": False,
+    "journal-mail-index.service": False,
 }
 
 

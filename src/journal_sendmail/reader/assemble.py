@@ -13,6 +13,7 @@ import hashlib
 from collections.abc import Callable
 from typing import Any
 
+from ..body import searchable
 from ..errors import DamagedMail
 from ..record import MSG_PART
 from .entry import MailEntry, count
@@ -100,3 +101,15 @@ def _field(reader: Any, name: str) -> bytes | None:
     except KeyError:
         return None
     return value if isinstance(value, bytes) else None
+
+
+def searchable_body(entry: MailEntry, open_parts: Callable[[], Any]) -> str:
+    """The readable body ``--grep`` searches: MAIL_TEXT when stored, else decoded from
+    the whole message (from the entry's own chunk when the mail is damaged)."""
+    if entry.text is not None:
+        return entry.text
+    try:
+        raw = assemble(entry, open_parts)
+    except DamagedMail:
+        raw = entry.raw
+    return searchable(raw, None)

@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--refused", action="store_true", help="also submissions refused but recorded")
     f.add_argument("-n", "--lines", metavar="N", type=_lines, help="only the newest N mails ('all': every one)")
     f.add_argument("-r", "--reverse", action="store_true", help="newest first")
+    f.add_argument("--no-index", action="store_true", help="read the journal itself, never the index")
 
     p = _Parser(prog=PROG, description="Read the mail journal-sendmail stored in the systemd journal.",
                 parents=[_source_options(top=True)])
@@ -101,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--by", choices=render.STATS_KEYS, default="host")
     c.add_argument("--sort", choices=("count", "bytes"), default="count")
     c.add_argument("--json", action="store_true", help="one JSON object per group")
+
+    c = sub.add_parser("index", parents=[source], help="build or update the index of the source (root)")
+    c.add_argument("--rebuild", action="store_true", help="make it anew")
+    c.add_argument("--follow", action="store_true", help="keep it current as mail arrives, until SIGTERM")
     return p
 
 

@@ -6,16 +6,16 @@ import argparse
 import os
 import re
 import signal
+import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
 from .. import users
-from ..body import searchable
-from ..errors import EX_OK, DamagedMail, NoPermission, NotFound, UsageError
-from . import query, render
-from .assemble import assemble
-from .entry import MailEntry, Sender
+from ..errors import EX_OK, DamagedMail, NoPermission, NotFound, OutputError, UsageError
+from . import index, indexed, query, render
+from .assemble import assemble, searchable_body
+from .entry import MailEntry, Sender, to_entry
 from .filters import Filters, make_filters
 from .output import FLUSH_BYTES, Io, Output, eml_directory, page, read_cursor, save_cursor, write_eml
 from .query import Source
@@ -90,16 +90,8 @@ def whole(e: MailEntry, args: argparse.Namespace) -> bytes:
 
 
 def grep_body(args: argparse.Namespace) -> Callable[[MailEntry], str]:
-    def body(e: MailEntry) -> str:
-        if e.text is not None:
-            return e.text
-        try:
-            raw = whole(e, args)
-        except DamagedMail:
-            raw = e.raw
-        return searchable(raw, None)
-
-    return body
+    opener = parts_opener(args)
+    return lambda e: searchable_body(e, opener)
 
 
 def cmd_list(args: argparse.Namespace, io: Io) -> int:
@@ -148,20 +140,66 @@ class Damaged:
                    f"(forged or corrupt; {what}): see TRUST in journal-mail(1)")
 
 
-def selected(args: argparse.Namespace, io: Io, reader: Any, filters: Filters, reverse: bool) -> Iterator[MailEntry]:
+def selected(args: argparse.Namespace, io: Io, reader: Any, filters: Filters, reverse: bool,
+             need_raw: bool = False) -> Iterator[MailEntry]:
     """The mail to show: ``query.mails``, or for a directory or files (a central
     journal, from systemd-journal-remote) ``query.central``: each mail once, in
-    the order of the senders' clocks."""
-    body = grep_body(args) if filters.grep else None
-    if args.directory is None and not args.file:
+    the order of the senders' clocks.  A current index of the source answers
+    the same, faster (``--no-index``: never); ``need_raw``: with the raw bytes."""
+    central = args.directory is not None or bool(args.file)
+    found = None if getattr(args, "no_index", False) else _from_index(args, filters, reverse, central, need_raw)
+    if found is not None:
+        late, entries = found
+    elif not central:
+        body = grep_body(args) if filters.grep else None
         return query.mails(reader, filters, limit(args.lines), reverse, body)
-    late, found = query.central(reader, filters, limit(args.lines), reverse, body)
+    else:
+        body = grep_body(args) if filters.grep else None
+        late, entries = query.central(reader, filters, limit(args.lines), reverse, body)
     if late and not args.quiet:
         io.say(
             f"note: {late} mail(s) arrived after mail that their senders stamped later (hosts' clocks "
             "differ, or a host uploaded late); shown in the order of the senders' clocks"
         )
-    return found
+    return entries
+
+
+def _from_index(args: argparse.Namespace, filters: Filters, reverse: bool, central: bool,
+                need_raw: bool) -> tuple[int, Iterator[MailEntry]] | None:
+    """The index's answer, or None when there is no current index this user may read."""
+    source = source_of(args)
+    idx = index.open_for_reading(source)
+    if idx is None:
+        return None
+    try:
+        late, entries = indexed.mails(idx, source, filters, parts_opener(args), limit(args.lines), reverse, central)
+    except index.IndexError_:
+        idx.close()
+        return None
+
+    def gen() -> Iterator[MailEntry]:
+        reader = query.open_reader(source) if need_raw else None
+        try:
+            for e in entries:
+                if reader is not None and not e.raw and e.size:
+                    e = _refetch(reader, e)
+                yield e
+        finally:
+            idx.close()
+            if reader is not None:
+                reader.close()
+
+    return late, gen()
+
+
+def _refetch(reader: Any, e: MailEntry) -> MailEntry:
+    """``e`` read again from the journal by its cursor, with its raw bytes (the index keeps none)."""
+    reader.seek_cursor(e.cursor)
+    if not reader._next(1) or not reader.test_cursor(e.cursor):
+        return e  # vacuumed since: export says it is damaged, as a scan that met it would not have shown it
+    again = to_entry(reader._get_all(), reader._get_realtime(), e.cursor)
+    again.duplicates = e.duplicates
+    return again
 
 
 def find(args: argparse.Namespace, io: Io, mail_id: str, reader: Any) -> MailEntry:
@@ -273,7 +311,7 @@ def cmd_export(args: argparse.Namespace, io: Io) -> int:
     reader, filters = start(args, io)
     out = None if directory else Output(io.out if args.output is None else None, args.output, append=False)
     writer = Writer(args.format, args, io, out, directory)
-    for e in selected(args, io, reader, filters, args.reverse):
+    for e in selected(args, io, reader, filters, args.reverse, need_raw=True):
         writer.write(e)
     if out is not None:
         out.close()
@@ -351,8 +389,14 @@ def cmd_follow(args: argparse.Namespace, io: Io) -> int:
 def cmd_stats(args: argparse.Namespace, io: Io) -> int:
     reader, filters = start(args, io)
     damaged = Damaged()
-    entries = damaged.counted(selected(args, io, reader, filters, False), skip=True)
-    rows = render.stats_rows(entries, args.by, args.sort)
+    rows = None
+    if not args.no_index and args.directory is None and not args.file:
+        rows = _stats_from_index(args, filters, damaged)
+    if rows is None:
+        entries = damaged.counted(selected(args, io, reader, filters, False), skip=True)
+        rows = render.stats_rows(entries, args.by, args.sort)
+    else:
+        rows = render.stats_sorted(rows, args.by, args.sort)
     if args.json:
         text = "".join(render.json_line({args.by: k, "mails": c, "bytes": b}) for k, c, b in rows)
     else:
@@ -363,10 +407,74 @@ def cmd_stats(args: argparse.Namespace, io: Io) -> int:
     return EX_OK
 
 
+def _stats_from_index(args: argparse.Namespace, filters: Filters,
+                      damaged: Damaged) -> list[tuple[str, int, int]] | None:
+    """The stats counted by the index in SQL (None: no index, or a filter that needs each mail)."""
+    source = source_of(args)
+    idx = index.open_for_reading(source)
+    if idx is None:
+        return None
+    try:
+        found = indexed.stats(idx, source, filters, parts_opener(args), args.by)
+    except index.IndexError_:
+        return None
+    finally:
+        idx.close()
+    if found is None:
+        return None
+    rows, damaged.count = found
+    return rows
+
+
+def cmd_index(args: argparse.Namespace, io: Io) -> int:
+    """Build or update the source's index; with --follow, keep it current until SIGTERM."""
+    source = source_of(args)
+    open_journal(args, io).close()
+    say = (lambda line: None) if args.quiet else io.say
+    builder = index.Builder(source, parts_opener(args), progress=say)
+    try:
+        idx = builder.open(rebuild=args.rebuild)
+    except (OSError, sqlite3.Error) as e:
+        raise OutputError(f"cannot write the index {builder.path}: {getattr(e, 'strerror', None) or e}") from None
+    flags = Flags()
+
+    def on_stop(signum: int, frame: object) -> None:
+        flags.stop = True
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    watch = query.open_reader(source) if args.follow else None
+    try:
+        while True:
+            try:
+                added = builder.update(idx)
+            except index.IndexError_ as e:
+                say(f"{e}: rebuilding the index")
+                idx.close()
+                idx = builder.open(rebuild=True)
+                continue
+            if added or not args.follow:
+                total = idx.db.execute("SELECT COUNT(*) FROM mails").fetchone()[0]
+                say(f"index {builder.path}: {added} mail(s) added, {total} in all")
+            if not args.follow or flags.stop:
+                break
+            if watch is not None:
+                watch.seek_tail()
+                watch._previous(1)
+                while not flags.stop and watch.wait(1_000_000) == 0:  # NOP: nothing new for a second
+                    pass
+    finally:
+        idx.close()
+        if watch is not None:
+            watch.close()
+    return EX_OK
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, Io], int]] = {
     "list": cmd_list,
     "show": cmd_show,
     "export": cmd_export,
     "follow": cmd_follow,
     "stats": cmd_stats,
+    "index": cmd_index,
 }

@@ -74,7 +74,7 @@ def journal_files(source: Source) -> list[str]:
     out = []
     for d in dirs:
         try:
-            names = sorted(os.listdir(d))
+            names = os.listdir(d)  # in the directory's order, as sd-journal adds them (it matters for ties)
         except OSError:
             continue
         out += [os.path.join(d, n) for n in names if n.endswith((".journal", ".journal~"))]

@@ -444,7 +444,15 @@ def stats_rows(entries: Iterable[MailEntry], by: str, sort: str = "count") -> li
             slot = acc.setdefault(k, [0, 0])
             slot[0] += 1
             slot[1] += e.size
-    rows = [(k, c, b) for k, (c, b) in acc.items()]
+    return stats_sorted([(k, c, b) for k, (c, b) in acc.items()], by, sort)
+
+
+def stats_sorted(rows: list[tuple[str, int, int]], by: str, sort: str = "count") -> list[tuple[str, int, int]]:
+    """Counted groups in the order the table shows them.
+
+    >>> stats_sorted([("a", 1, 9), ("b", 2, 1), ("c", 2, 5)], "host")
+    [('c', 2, 5), ('b', 2, 1), ('a', 1, 9)]
+    """
     if by == "day":
         return sorted(rows)
     if sort == "bytes":

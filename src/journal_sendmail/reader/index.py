@@ -1,0 +1,488 @@
+"""Index: a derived SQLite index of one source's mail, for instant search and stats.
+
+The journal stays the one source of truth.  The index is a cache beside it,
+one SQLite file per source under /var/lib/journal-mail/index/, that can be
+deleted at any time: ``journal-mail index`` builds it again.
+
+Exact under change, by construction:
+
+* It is kept per journal FILE (identified by device, inode and the file id
+  in its header, so a rotated file is the same file): for each, the cursor
+  of the last entry indexed and the header's entry count when it was read.
+  Journal files only grow until they are archived, so what is not in the
+  index is exactly what comes after those cursors: readers read that tail
+  from the journal, so a mail stored a second ago is never missing.
+* A file that is gone (vacuumed) is never shown from the index, and the
+  indexer prunes its rows; a file whose header says it has fewer entries
+  than were indexed is not the file that was indexed: the index is not used.
+* Rows are put back in the journal's own order (sd-journal's merge: by
+  sequence number within one sequence, else by monotonic time within one
+  boot, else by wall-clock time), so answers are the same as a scan's.
+* A damaged, foreign or older-schema file is never read; the indexer
+  rebuilds it.  WAL mode lets readers read while the follower writes; each
+  batch of rows commits with its file's cursor, so a killed indexer resumes
+  without a duplicate.
+
+Bodies: the readable body (what ``--grep`` searches) is kept up to
+BODY_MAX characters in an FTS5 trigram table that pre-filters ``-g`` and
+``--subject`` by the longest literal their regular expression requires; the
+regular expression still decides, on the stored body when it is complete,
+else on the body read back from the journal (a longer body is still found).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sqlite3
+import stat
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..record import MSG_MAIL, MSG_REFUSED
+from ..users import name_of
+from .assemble import searchable_body
+from .entry import SIZE_MAX, MailEntry, count, to_entry
+from .filters import Filters
+
+INDEX_DIR = "/var/lib/journal-mail/index"
+SCHEMA_VERSION = 2
+BODY_MAX = 16 * 1024  # characters of body kept for search
+BATCH = 5000  # rows per transaction
+HEADER = 200  # bytes of a journal file's header read for its id and entry count
+_STORED = ("mail_id", "realtime", "cursor", "kind", "envelope_from", "recipients", "headers", "size", "sha256",
+           "parts", "uid", "hostname", "boot_id", "caller_comm", "caller_pid", "caller_exe", "argv", "invoked_as",
+           "spooled", "spool_uid", "submitted_at", "truncated", "refused", "defects", "damaged")
+
+SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE files (
+    id INTEGER PRIMARY KEY, dev INTEGER NOT NULL, ino INTEGER NOT NULL, file_id TEXT NOT NULL,
+    path TEXT NOT NULL, n_entries INTEGER NOT NULL, cursor TEXT, pos INTEGER NOT NULL);
+CREATE TABLE mails (
+    id INTEGER PRIMARY KEY, file INTEGER NOT NULL, pos INTEGER NOT NULL,
+    seqnum_id TEXT NOT NULL, seqnum INTEGER NOT NULL, boot TEXT NOT NULL, monotonic INTEGER NOT NULL,
+    realtime INTEGER NOT NULL, xor INTEGER NOT NULL, sent INTEGER NOT NULL, copy_key TEXT NOT NULL,
+    kind TEXT NOT NULL, mail_id TEXT NOT NULL, envelope_from TEXT NOT NULL, subject TEXT NOT NULL,
+    uid INTEGER, hostname TEXT NOT NULL, boot_id TEXT NOT NULL, caller_comm TEXT NOT NULL,
+    spooled INTEGER NOT NULL, size INTEGER NOT NULL, damaged INTEGER NOT NULL, body_complete INTEGER NOT NULL,
+    entry TEXT NOT NULL);
+CREATE TABLE rcpt (mail INTEGER NOT NULL, addr TEXT NOT NULL, how INTEGER NOT NULL);
+CREATE VIRTUAL TABLE fts USING fts5(subject, body, tokenize = 'trigram case_sensitive 0', detail = column);
+CREATE TABLE agg (file INTEGER NOT NULL, kind TEXT NOT NULL, by TEXT NOT NULL, key TEXT NOT NULL,
+                  mails INTEGER NOT NULL, bytes INTEGER NOT NULL, PRIMARY KEY (file, kind, by, key)) WITHOUT ROWID;
+CREATE TABLE seqs (file INTEGER NOT NULL, seqnum_id TEXT NOT NULL, PRIMARY KEY (file, seqnum_id)) WITHOUT ROWID;
+CREATE INDEX mails_seqnum ON mails (seqnum);
+CREATE INDEX mails_realtime ON mails (realtime);
+CREATE INDEX mails_file ON mails (file, pos);
+CREATE INDEX mails_host ON mails (hostname, size, damaged);
+CREATE INDEX mails_uid ON mails (uid);
+CREATE INDEX mails_from ON mails (envelope_from);
+CREATE INDEX mails_caller ON mails (caller_comm);
+CREATE INDEX mails_id ON mails (mail_id);
+CREATE INDEX mails_incomplete ON mails (body_complete) WHERE body_complete = 0;
+CREATE INDEX rcpt_addr ON rcpt (addr, mail);
+CREATE INDEX rcpt_mail ON rcpt (mail);
+"""
+
+
+class IndexError_(Exception):
+    """The index cannot answer (missing, foreign, damaged, older schema, not current): scan instead."""
+
+
+# -- where ------------------------------------------------------------------------
+
+
+def index_path(source: Any, directory: str = INDEX_DIR) -> str:
+    """The index file of ``source`` (a query.Source)."""
+    if source.directory is not None:
+        name = "dir-" + hashlib.sha256(os.path.realpath(source.directory).encode()).hexdigest()[:16]
+    elif source.files:
+        joined = "\0".join(sorted(os.path.realpath(f) for f in source.files))
+        name = "files-" + hashlib.sha256(joined.encode()).hexdigest()[:16]
+    elif source.namespace is not None:
+        name = "namespace-" + re.sub(r"[^A-Za-z0-9_.-]", "_", source.namespace)
+    else:
+        name = "local"
+    return os.path.join(os.environ.get("JOURNAL_MAIL_INDEX_DIR", directory), name + ".sqlite3")
+
+
+def describe(source: Any) -> str:
+    if source.directory is not None:
+        return f"directory {os.path.realpath(source.directory)}"
+    if source.files:
+        return "files " + " ".join(sorted(os.path.realpath(f) for f in source.files))
+    if source.namespace is not None:
+        return f"namespace {source.namespace}"
+    return "the local journal"
+
+
+# -- journal files ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JFile:
+    """One journal file as it is now."""
+
+    path: str
+    dev: int
+    ino: int
+    file_id: str
+    n_entries: int
+
+
+def journal_file(path: str) -> JFile | None:
+    """Identity and entry count from the file's header (None: unreadable or not a journal file)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        head = os.pread(fd, HEADER, 0)
+    finally:
+        os.close(fd)
+    if not stat.S_ISREG(st.st_mode) or len(head) < 160 or not head.startswith(b"LPKSHHRH"):
+        return None
+    # struct Header: signature[8], flags 2x le32, state, reserved[7], file_id[16] at 24, ...,
+    # n_entries le64 at 152 (systemd's src/libsystemd/sd-journal/journal-def.h)
+    return JFile(path, st.st_dev, st.st_ino, head[24:40].hex(), int.from_bytes(head[152:160], "little"))
+
+
+def current_files(source: Any) -> list[JFile]:
+    from .query import journal_files
+
+    return [f for f in map(journal_file, journal_files(source)) if f is not None]
+
+
+def parse_cursor(cursor: str) -> dict[str, str]:
+    """``s=…;i=…;b=…;m=…;t=…;x=…`` into its parts.
+
+    >>> parse_cursor("s=ab;i=1f;b=cd;m=2;t=3;x=4")["i"]
+    '1f'
+    """
+    return dict(part.split("=", 1) for part in cursor.split(";") if "=" in part)
+
+
+# -- opening --------------------------------------------------------------------------
+
+
+def connect(path: str, write: bool) -> sqlite3.Connection:
+    if write:
+        db = sqlite3.connect(path, timeout=30, isolation_level=None)
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+        db.execute("PRAGMA cache_size = -65536")  # 64 MiB: the full-text index merges in memory
+    else:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, isolation_level=None)
+    return db
+
+
+class Index:
+    """An open index file."""
+
+    def __init__(self, db: sqlite3.Connection, path: str) -> None:
+        self.db = db
+        self.path = path
+
+    def close(self) -> None:
+        self.db.close()
+
+    def meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def check(self, source: Any) -> None:
+        """IndexError_ unless this is a current-schema index of ``source``."""
+        try:
+            schema, about = self.meta("schema"), self.meta("source")
+        except sqlite3.Error as e:
+            raise IndexError_(f"{self.path}: {e}") from None
+        if schema != str(SCHEMA_VERSION):
+            raise IndexError_(f"{self.path}: schema {schema}, this journal-mail reads {SCHEMA_VERSION}")
+        if about != describe(source):
+            raise IndexError_(f"{self.path}: an index of {about}, not of {describe(source)}")
+
+
+def open_for_reading(source: Any) -> Index | None:
+    """The source's index when it can be used by this user, else None (then scan)."""
+    path = index_path(source)
+    if not os.access(path, os.R_OK):
+        return None
+    try:
+        idx = Index(connect(path, write=False), path)
+        idx.check(source)
+    except (sqlite3.Error, IndexError_):
+        return None
+    return idx
+
+
+# -- building ---------------------------------------------------------------------
+
+
+def entry_json(e: MailEntry) -> str:
+    return json.dumps({k: getattr(e, k) for k in _STORED}, ensure_ascii=False, separators=(",", ":"))
+
+
+def entry_from(text: str) -> MailEntry:
+    d = json.loads(text)
+    for key in ("recipients", "argv", "defects"):
+        d[key] = tuple(d[key])
+    e = MailEntry(**d)
+    e.username = name_of(e.uid)
+    return e
+
+
+def copy_key(d: dict[str, Any], cursor: str) -> str:
+    """What makes two entries copies of one mail (see query._copy_key)."""
+
+    def field(name: str) -> bytes:
+        v = d.get(name, b"")
+        return v[0] if isinstance(v, list) else v  # type: ignore[no-any-return]
+
+    mail_id = field("MAIL_ID")
+    if not mail_id:
+        return cursor
+    return b"\0".join([mail_id, field("_UID"), field("_HOSTNAME"), field("_BOOT_ID")]).decode("utf-8", "replace")
+
+
+class Builder:
+    """Writes the index of one source: ``update`` adds what is new, prunes what is gone."""
+
+    def __init__(self, source: Any, open_parts: Callable[[], Any], progress: Callable[[str], None] | None = None):
+        self.source = source
+        self.open_parts = open_parts
+        self.progress = progress
+        self.path = index_path(source)
+
+    def open(self, rebuild: bool = False) -> Index:
+        """The index, created (or, when damaged, foreign, older or ``rebuild``, made anew)."""
+        directory = os.path.dirname(self.path)
+        os.makedirs(os.path.dirname(directory), mode=0o755, exist_ok=True)  # /var/lib/journal-mail: for adm too
+        os.makedirs(directory, mode=0o750, exist_ok=True)
+        if not rebuild and os.path.exists(self.path):
+            try:
+                idx = Index(connect(self.path, write=True), self.path)
+                idx.check(self.source)
+                idx.db.execute("SELECT COUNT(*) FROM files").fetchone()
+                return idx
+            except (sqlite3.Error, IndexError_) as e:
+                if self.progress:
+                    self.progress(f"rebuilding the index: {e}")
+                try:
+                    idx.close()
+                except Exception:
+                    pass
+        for suffix in ("", "-wal", "-shm", ".new"):
+            try:
+                os.unlink(self.path + suffix)
+            except FileNotFoundError:
+                pass
+        new = self.path + ".new"
+        old = os.umask(0o027)  # 0640: it holds mail bodies
+        try:
+            db = connect(new, write=True)
+        finally:
+            os.umask(old)
+        db.executescript(SCHEMA)
+        db.executemany("INSERT INTO meta VALUES (?, ?)",
+                       [("schema", str(SCHEMA_VERSION)), ("source", describe(self.source)),
+                        ("created", str(int(time.time())))])
+        db.close()
+        _own(new)
+        os.rename(new, self.path)
+        return Index(connect(self.path, write=True), self.path)
+
+    def update(self, idx: Index) -> int:
+        """Index what the journal has after the saved cursors; prune vanished files.  Rows added."""
+        db = idx.db
+        known = {(r[1], r[2], r[3]): r for r in db.execute("SELECT id, dev, ino, file_id, n_entries, cursor, pos "
+                                                              "FROM files")}
+        now = current_files(self.source)
+        present = {(f.dev, f.ino, f.file_id) for f in now}
+        gone = [row[0] for key, row in known.items() if key not in present]
+        if gone:
+            db.execute("BEGIN")
+            for fid in gone:
+                ids = "SELECT id FROM mails WHERE file = ?"
+                db.execute(f"DELETE FROM fts WHERE rowid IN ({ids})", (fid,))
+                db.execute(f"DELETE FROM rcpt WHERE mail IN ({ids})", (fid,))
+                db.execute("DELETE FROM mails WHERE file = ?", (fid,))
+                db.execute("DELETE FROM agg WHERE file = ?", (fid,))
+                db.execute("DELETE FROM seqs WHERE file = ?", (fid,))
+                db.execute("DELETE FROM files WHERE id = ?", (fid,))
+            db.execute("COMMIT")
+            if self.progress:
+                self.progress(f"pruned {len(gone)} journal file(s) that are gone (vacuumed)")
+        added = 0
+        for f in now:
+            row = known.get((f.dev, f.ino, f.file_id))
+            if row is not None and row[4] == f.n_entries:
+                continue  # nothing new in it
+            if row is not None and row[4] > f.n_entries:
+                raise IndexError_(f"{f.path} has fewer entries than were indexed: rebuild")
+            if row is None:
+                db.execute("INSERT INTO files (dev, ino, file_id, path, n_entries, cursor, pos) VALUES "
+                           "(?, ?, ?, ?, 0, NULL, 0)", (f.dev, f.ino, f.file_id, f.path))
+                fid, cursor, pos = db.execute("SELECT last_insert_rowid()").fetchone()[0], None, 0
+            else:
+                fid, cursor, pos = row[0], row[5], row[6]
+            added += self._index_file(db, fid, f, cursor, pos)
+        if added >= 1000:  # the query planner's statistics, so that it picks the right index
+            db.execute("ANALYZE mails")
+            db.execute("ANALYZE rcpt")
+        return added
+
+    def _index_file(self, db: sqlite3.Connection, fid: int, f: JFile, cursor: str | None, pos: int) -> int:
+        added = 0
+        reader = file_reader(f.path, cursor)
+        try:
+            rows: list[tuple[Any, ...]] = []
+            last = cursor
+            started = time.monotonic()
+            while reader._next(1):
+                t = reader._get_realtime()
+                c = reader._get_cursor()
+                d = reader._get_all()
+                pos += 1
+                rows.append(self._row(d, t, c, fid, pos))
+                last = c
+                if len(rows) >= BATCH:
+                    added += self._commit(db, fid, rows, last, pos, None)
+                    rows = []
+                    if self.progress and time.monotonic() - started > 2:
+                        self.progress(f"{f.path}: {added} mails indexed")
+                        started = time.monotonic()
+            added += self._commit(db, fid, rows, last, pos, f.n_entries)
+        finally:
+            reader.close()
+        return added
+
+    def _row(self, d: dict[str, Any], t: int, c: str, fid: int, pos: int) -> tuple[Any, ...]:
+        e = to_entry(d, t, c)
+        body = searchable_body(e, self.open_parts)
+        k = parse_cursor(c)
+        sent = count(first_value(d.get("_SOURCE_REALTIME_TIMESTAMP")), SIZE_MAX) or t
+        how: dict[str, int] = {}
+        for v in _many(d.get("MAIL_RCPT")):
+            a = _one_text(v)
+            how[a] = how.get(a, 0) | 1
+        for a in e.recipients:
+            how[a] = how.get(a, 0) | 2
+        return (fid, pos, k.get("s", ""), int(k.get("i", "0"), 16), k.get("b", ""), int(k.get("m", "0"), 16),
+                t, _signed(int(k.get("x", "0"), 16)), sent, copy_key(d, c), e.kind, e.mail_id, e.envelope_from,
+                e.subject, e.uid, e.hostname, e.boot_id, e.caller_comm, int(e.spooled), e.size, int(bool(e.damaged)),
+                int(len(body) <= BODY_MAX), entry_json(e), body[:BODY_MAX], how, e)
+
+    def _commit(self, db: sqlite3.Connection, fid: int, rows: list[tuple[Any, ...]], cursor: str | None,
+                pos: int, n_entries: int | None) -> int:
+        """Rows, their counts and the file's cursor in one transaction: a kill leaves all or nothing."""
+        first = db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM mails").fetchone()[0]
+        ids = range(first, first + len(rows))
+        acc: dict[tuple[str, str, str], list[int]] = {}
+        for row in rows:
+            for by, key in _groups(row[-1]):
+                slot = acc.setdefault((row[10], by, key), [0, 0])
+                slot[0] += 1
+                slot[1] += row[19]
+        db.execute("BEGIN")
+        db.executemany("INSERT INTO mails (id, file, pos, seqnum_id, seqnum, boot, monotonic, realtime, xor, sent, "
+                       "copy_key, kind, mail_id, envelope_from, subject, uid, hostname, boot_id, caller_comm, "
+                       "spooled, size, damaged, body_complete, entry) VALUES "
+                       "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       [(i, *row[:23]) for i, row in zip(ids, rows, strict=True)])
+        db.executemany("INSERT INTO fts (rowid, subject, body) VALUES (?, ?, ?)",
+                       [(i, row[13], row[23]) for i, row in zip(ids, rows, strict=True)])
+        db.executemany("INSERT INTO rcpt VALUES (?, ?, ?)",
+                       [(i, a, h) for i, row in zip(ids, rows, strict=True) for a, h in row[24].items()])
+        db.executemany("INSERT INTO agg VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (file, kind, by, key) DO UPDATE SET "
+                       "mails = mails + excluded.mails, bytes = bytes + excluded.bytes",
+                       [(fid, kind, by, key, n, size) for (kind, by, key), (n, size) in acc.items()])
+        db.executemany("INSERT OR IGNORE INTO seqs VALUES (?, ?)", [(fid, s) for s in {row[2] for row in rows}])
+        if n_entries is None:
+            db.execute("UPDATE files SET cursor = ?, pos = ? WHERE id = ?", (cursor, pos, fid))
+        else:
+            db.execute("UPDATE files SET cursor = ?, pos = ?, n_entries = ? WHERE id = ?",
+                       (cursor, pos, n_entries, fid))
+        db.execute("COMMIT")
+        return len(rows)
+
+
+AGG_BYS = ("host", "sender", "caller", "subject", "user", "recipient", "day")
+QUARTER = 900 * 1_000_000  # µs: every time zone's offset is a whole number of quarter hours
+
+
+def _groups(e: MailEntry) -> list[tuple[str, str]]:
+    """The (stats key, group) pairs one mail is counted in by the ``agg`` table.
+
+    ``user`` is kept by uid and ``day`` by quarter hour (UTC): the reader maps
+    them to login names and local days of its own.
+    """
+    if e.damaged:
+        return [("damaged", "")]
+    from .render import stats_keys
+
+    out = [(by, k) for by in ("host", "sender", "caller", "subject", "recipient") for k in stats_keys(e, by)]
+    out.append(("user", "" if e.uid is None else str(e.uid)))
+    out.append(("day", str(e.realtime // QUARTER)))
+    return out
+
+
+def _own(path: str) -> None:
+    """root:adm 0640, as Debian keeps logs: those who may read the system journal."""
+    import grp
+
+    try:
+        gid = grp.getgrnam("adm").gr_gid
+    except KeyError:
+        gid = -1
+    try:
+        os.chown(path, -1, gid)
+        os.chmod(path, 0o640)
+        os.chown(os.path.dirname(path), -1, gid)
+    except PermissionError:
+        pass  # not root: the index is then this user's own
+
+
+def _signed(u64: int) -> int:
+    """A 64-bit hash as SQLite stores integers (signed); ``& MASK`` gives it back."""
+    return u64 - (1 << 64) if u64 >= 1 << 63 else u64
+
+
+MASK = (1 << 64) - 1
+
+
+def first_value(v: Any) -> bytes | None:
+    return v[0] if isinstance(v, list) else v  # type: ignore[no-any-return]
+
+
+def _many(v: Any) -> list[bytes]:
+    return [] if v is None else v if isinstance(v, list) else [v]
+
+
+def _one_text(v: bytes) -> str:
+    return v.decode("utf-8", "replace")
+
+
+def file_reader(path: str, cursor: str | None, filters: Filters | None = None) -> Any:
+    """A reader on one journal file, placed after ``cursor`` (its entry must be there)."""
+    from .query import Source, apply_matches, open_reader
+
+    reader = open_reader(Source(files=(path,)))
+    if filters is None:
+        for mid in (MSG_MAIL, MSG_REFUSED):
+            reader.add_match(f"MESSAGE_ID={mid}".encode())
+    else:
+        apply_matches(reader, filters)
+    if cursor:
+        reader.seek_cursor(cursor)
+        if not reader._next(1) or not reader.test_cursor(cursor):
+            reader.close()
+            raise IndexError_(f"{path}: the indexed cursor is no longer there")
+    else:
+        reader.seek_head()
+    return reader

@@ -1,0 +1,476 @@
+"""Indexed: the answers of ``list``, ``stats`` and ``export`` from the mail index.
+
+The index (index.py) answers for what it holds; what the journal has after
+its cursors is read from the journal here, and everything is put back in
+the order a scan gives, so the answers are the scan's (see index.py).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from ..users import name_of
+from .assemble import searchable_body
+from .entry import SIZE_MAX, MailEntry, count, to_entry
+from .filters import Filters, wanted
+from .index import (
+    MASK,
+    QUARTER,
+    Index,
+    IndexError_,
+    JFile,
+    copy_key,
+    current_files,
+    entry_from,
+    file_reader,
+    first_value,
+    parse_cursor,
+)
+
+
+@dataclass
+class Row:
+    """A candidate mail: from the index, or read from the journal after the index's cursor."""
+
+    key: tuple[str, int, str, int, int, int]  # seqnum_id, seqnum, boot, monotonic, realtime, xor
+    sent: int
+    copy_key: str
+    entry: MailEntry
+    body: str | None  # the stored body when complete (None: read it from the journal)
+    id: int = 0  # the index's row (0: read from the journal)
+    rank: int = 0  # its file's place in sd-journal's list of files: the first of two equal entries wins
+    pos: int = 0  # its place in its file
+
+
+def _compare(a: Row, b: Row) -> int:
+    """sd-journal's order of two entries (journal_file_compare_locations)."""
+    (sa, ia, ba, ma, ta, xa), (sb, ib, bb, mb, tb, xb) = a.key, b.key
+    if sa == sb and ia != ib:
+        return -1 if ia < ib else 1
+    if ba == bb and ma != mb:
+        return -1 if ma < mb else 1
+    if ta != tb:
+        return -1 if ta < tb else 1
+    return (xa > xb) - (xa < xb)
+
+
+def journal_order(rows: list[Row]) -> list[Row]:
+    """``rows`` in the order sd-journal gives them, each entry once.
+
+    Within one sequence (a local journal) that is the sequence number's.
+    Across sequences (journal-remote's files) sd-journal merges its files:
+    each step it takes, of every file's next entry beyond the last one given,
+    the least (journal_file_compare_locations; the first file it lists wins a
+    tie), and an entry it holds equal to the last one given (the same entry
+    written into two files) is passed over.  That comparison is not a total
+    order, so this merges the same way rather than sorting.
+    """
+    if len({r.key[0] for r in rows}) <= 1:
+        return list(_once(sorted(rows, key=lambda r: (r.key[1], r.rank))))
+    files: dict[int, list[Row]] = {}
+    for r in rows:
+        files.setdefault(r.rank, []).append(r)
+    lists = [sorted(files[rank], key=lambda r: r.pos) for rank in sorted(files)]
+    heads = [0] * len(lists)
+    out: list[Row] = []
+    last: Row | None = None
+    while True:
+        best = -1
+        for n, entries in enumerate(lists):
+            i = heads[n]
+            while last is not None and i < len(entries) and _compare(entries[i], last) <= 0:
+                i += 1
+            heads[n] = i
+            if i < len(entries) and (best < 0 or _compare(entries[i], lists[best][heads[best]]) < 0):
+                best = n
+        if best < 0:
+            return out
+        last = lists[best][heads[best]]
+        out.append(last)
+        heads[best] += 1
+
+
+def _once(rows: Iterable[Row]) -> Iterator[Row]:
+    """Rows of one sequence in order, an entry held twice (two files) given once."""
+    last: Row | None = None
+    for r in rows:
+        if last is None or _compare(last, r) != 0:
+            yield r
+        last = r
+
+
+def required_literal(pattern: re.Pattern[str]) -> str | None:
+    """The longest run of literal characters every match of ``pattern`` contains
+    (ASCII, at least 3: what the trigram index can look up), or None.
+
+    >>> required_literal(re.compile("DegradedArray")), required_literal(re.compile(r"disk (sda|sdb) full"))
+    ('DegradedArray', 'disk ')
+    >>> required_literal(re.compile("a|bcdef")), required_literal(re.compile("ab.d"))
+    (None, None)
+    """
+    from re import _parser  # type: ignore[attr-defined]
+
+    try:
+        parsed = _parser.parse(pattern.pattern, pattern.flags)
+    except Exception:
+        return None
+    best, run = "", ""
+    for op, av in [*list(parsed), (None, None)]:
+        if op is _parser.LITERAL and 0 < av < 128 and chr(av) not in "%_":  # LIKE's own characters
+            run += chr(av)
+            continue
+        if len(run) > len(best):
+            best = run
+        run = ""
+    return best if len(best) >= 3 else None
+
+
+class Answer:
+    """The index's answer to one query, merged with the journal's tail."""
+
+    def __init__(self, idx: Index, source: Any, filters: Filters, open_parts: Callable[[], Any]) -> None:
+        self.idx, self.source, self.filters, self.open_parts = idx, source, filters, open_parts
+        now = current_files(source)
+        files = {(f.dev, f.ino, f.file_id): f for f in now}
+        order = {(f.dev, f.ino, f.file_id): n for n, f in enumerate(now)}
+        self.rank: dict[int, int] = {}  # index file id -> place among the files now
+        self.live: list[int] = []  # index file ids still there
+        self.tails: list[tuple[JFile, str | None, int]] = []  # (file, cursor, pos) to read from the journal
+        seen = set()
+        for fid, dev, ino, file_id, n_entries, cursor, pos in idx.db.execute(
+                "SELECT id, dev, ino, file_id, n_entries, cursor, pos FROM files"):
+            f = files.get((dev, ino, file_id))
+            if f is None:
+                continue  # vacuumed: never shown
+            seen.add((dev, ino, file_id))
+            self.live.append(fid)
+            self.rank[fid] = order[(dev, ino, file_id)]
+            if f.n_entries < n_entries:
+                raise IndexError_(f"{f.path} has fewer entries than were indexed")
+            if f.n_entries > n_entries:
+                self.tails.append((f, cursor, pos))
+        for key, f in files.items():
+            if key not in seen:
+                self.tails.append((f, None, 0))
+
+    def _where(self, text: bool = True) -> tuple[str, list[Any]]:
+        f = self.filters
+        sql = [f"m.file IN ({','.join(map(str, self.live)) or 'NULL'})"]
+        args: list[Any] = []
+        sql.append("m.kind IN ('mail', 'refused')" if f.refused else "m.kind = 'mail'")
+
+        def among(column: str, values: Iterable[Any]) -> None:
+            vals = list(values)
+            if vals:
+                sql.append(f"{column} IN ({','.join('?' * len(vals))})")
+                args.extend(vals)
+
+        if f.since is not None:
+            sql.append("m.realtime >= ?")
+            args.append(f.since)
+        if f.until is not None:
+            sql.append("m.realtime <= ?")
+            args.append(f.until)
+        among("m.envelope_from", f.senders)
+        if f.recipients:
+            marks = ",".join("?" * len(f.recipients))
+            sql.append(f"m.id IN (SELECT mail FROM rcpt WHERE how & 1 AND addr IN ({marks}))")
+            args.extend(f.recipients)
+        among("m.uid", f.uids)
+        among("m.caller_comm", f.callers)
+        among("m.hostname", f.hosts)
+        among("m.boot_id", f.boots)
+        if f.spooled:
+            sql.append("m.spooled = 1")
+        ids = [i for i in f.mail_ids]
+        if ids:
+            sql.append("(" + " OR ".join("m.mail_id LIKE ?" for _ in ids) + ")")
+            args.extend(i.replace("%", "").replace("_", "") + "%" for i in ids)
+        for column, pattern in (("subject", f.subject), ("body", f.grep)) if text else ():
+            literal = required_literal(pattern) if pattern is not None else None
+            if literal is not None:
+                like = f"%{literal}%"
+                cond = f"m.id IN (SELECT rowid FROM fts WHERE fts.{column} LIKE ?)"
+                if column == "body":  # a body longer than the index keeps is looked at whole
+                    cond = ("m.id IN (SELECT rowid FROM fts WHERE fts.body LIKE ? "
+                            "UNION ALL SELECT id FROM mails WHERE body_complete = 0)")
+                sql.append(cond)
+                args.append(like)
+        return " AND ".join(sql), args
+
+    def _body_sql(self) -> str:
+        return ", (SELECT body FROM fts WHERE rowid = m.id)" if self.filters.grep is not None else ", NULL"
+
+    def rows(self, order: str = "") -> Iterator[Row]:
+        where, args = self._where()
+        q = (f"SELECT m.seqnum_id, m.seqnum, m.boot, m.monotonic, m.realtime, m.xor, m.sent, m.copy_key, "
+             f"m.entry, m.body_complete{self._body_sql()}, m.id, m.file, m.pos FROM mails m WHERE {where} {order}")
+        for sid, seq, boot, mono, rt, xor, sent, key, entry, complete, body, id_, fid, pos in self.idx.db.execute(
+                q, args):
+            yield Row((sid, seq, boot, mono, rt, xor & MASK), sent, key, entry_from(entry), body if complete else None,
+                      id_, self.rank[fid], pos)
+
+    def light(self) -> Iterator[Row]:
+        """Every row the journal's own matches take (not narrowed by the full-text index: sd-journal
+        merges what its matches take), with only what ordering needs (see ``complete``)."""
+        where, args = self._where(text=False)
+        q = (f"SELECT m.seqnum_id, m.seqnum, m.boot, m.monotonic, m.realtime, m.xor, m.sent, m.copy_key, m.id, "
+             f"m.file, m.pos FROM mails m WHERE {where}")
+        for sid, seq, boot, mono, rt, xor, sent, key, id_, fid, pos in self.idx.db.execute(q, args):
+            yield Row((sid, seq, boot, mono, rt, xor & MASK), sent, key, None, None, id_,  # type: ignore[arg-type]
+                      self.rank[fid], pos)
+
+    def text_candidates(self) -> set[int] | None:
+        """The rows ``--subject`` and ``-g`` can match, by the full-text index (None: any)."""
+        found: set[int] | None = None
+        for column, pattern in (("subject", self.filters.subject), ("body", self.filters.grep)):
+            literal = required_literal(pattern) if pattern is not None else None
+            if literal is None:
+                continue
+            q = f"SELECT rowid FROM fts WHERE fts.{column} LIKE ?"
+            if column == "body":
+                q += " UNION ALL SELECT id FROM mails WHERE body_complete = 0"
+            ids = {i for (i,) in self.idx.db.execute(q, (f"%{literal}%",))}
+            found = ids if found is None else found & ids
+        return found
+
+    def complete(self, rows: Iterable[Row], batch: int = 500) -> Iterator[Row]:
+        """``rows`` with their entries (and stored bodies) filled in from the index, in order."""
+        pending: list[Row] = []
+
+        def flush() -> Iterator[Row]:
+            ids = [r.id for r in pending if r.entry is None]
+            got: dict[int, tuple[str, int, str | None]] = {}
+            if ids:
+                q = (f"SELECT m.id, m.entry, m.body_complete{self._body_sql()} FROM mails m "
+                     f"WHERE m.id IN ({','.join('?' * len(ids))})")
+                got = {i: (e, c, b) for i, e, c, b in self.idx.db.execute(q, ids)}
+            for r in pending:
+                if r.entry is None:
+                    text, complete, body = got[r.id]
+                    r.entry, r.body = entry_from(text), body if complete else None
+                yield r
+            pending.clear()
+
+        for r in rows:
+            pending.append(r)
+            if len(pending) >= batch:
+                yield from flush()
+        yield from flush()
+
+    def tail(self) -> list[Row]:
+        """What the journal has that the index does not, read now."""
+        out = []
+        ranks = {(f.dev, f.ino, f.file_id): n for n, f in enumerate(current_files(self.source))}
+        for f, cursor, pos in self.tails:
+            reader = file_reader(f.path, cursor, self.filters)
+            try:
+                while reader._next(1):
+                    pos += 1
+                    t, c, d = reader._get_realtime(), reader._get_cursor(), reader._get_all()
+                    k = parse_cursor(c)
+                    e = to_entry(d, t, c)
+                    out.append(Row((k.get("s", ""), int(k.get("i", "0"), 16), k.get("b", ""),
+                                    int(k.get("m", "0"), 16), t, int(k.get("x", "0"), 16)),
+                                   count(first_value(d.get("_SOURCE_REALTIME_TIMESTAMP")), SIZE_MAX) or t,
+                                   copy_key(d, c), e, None, 0, ranks.get((f.dev, f.ino, f.file_id), 0), pos))
+            finally:
+                reader.close()
+        since, until = self.filters.since, self.filters.until
+        return [r for r in out if (since is None or r.entry.realtime >= since)
+                and (until is None or r.entry.realtime <= until)]
+
+    def body(self, row: Row) -> str:
+        """What ``--grep`` searches: the stored body when complete, else the journal's."""
+        if row.body is not None:
+            return row.body
+        e = row.entry
+        if row.id and e.text is None:  # from the index, which keeps no raw bytes
+            e = fetch(self.open_parts, e) or e
+        return searchable_body(e, self.open_parts)
+
+    def keep(self, row: Row) -> bool:
+        return wanted(row.entry, self.filters, lambda e: self.body(row))
+
+
+def fetch(open_reader: Callable[[], Any], e: MailEntry) -> MailEntry | None:
+    """The entry of ``e`` read again from the journal, with its raw bytes (None: gone)."""
+    reader = open_reader()
+    try:
+        reader.seek_cursor(e.cursor)
+        if not reader._next(1) or not reader.test_cursor(e.cursor):
+            return None
+        return to_entry(reader._get_all(), reader._get_realtime(), e.cursor)
+    finally:
+        reader.close()
+
+
+def mails(idx: Index, source: Any, filters: Filters, open_parts: Callable[[], Any], lines: int | None,
+          reverse: bool, central: bool) -> tuple[int, Iterator[MailEntry]]:
+    """What ``query.mails`` (or ``query.central`` with ``central``) gives, from the index and the
+    journal's tail: (late count, entries without their raw bytes).
+
+    Everything that can make the index unusable is found before the first entry
+    is given (IndexError_: then scan); the entries are then streamed.
+    """
+    try:
+        ans = Answer(idx, source, filters, open_parts)
+        tail = ans.tail()
+        if central:
+            return _central(ans, tail, lines, reverse)
+        sids = {row[0] for row in idx.db.execute(
+            f"SELECT DISTINCT seqnum_id FROM seqs WHERE file IN ({','.join(map(str, ans.live)) or 'NULL'})")}
+        one_sequence = len(sids | {r.key[0] for r in tail}) <= 1
+        if not one_sequence:
+            ordered = [r.entry for r in ans.complete(_narrowed(ans, journal_order(list(ans.light()) + tail)))
+                       if ans.keep(r)]
+    except sqlite3.Error as e:
+        raise IndexError_(str(e)) from None
+    if not one_sequence:
+        if lines is not None:
+            ordered = ordered[-lines:] if lines else []
+        return 0, iter(ordered[::-1] if reverse else ordered)
+    # the journal's order is the sequence number's: stream from the index
+    tail.sort(key=lambda r: r.key[1])
+    if lines is None and not reverse:
+        return 0, (r.entry for r in _once(_chain(ans.rows("ORDER BY m.seqnum"), tail)) if ans.keep(r))
+    newest = (r.entry for r in _once(_chain(tail[::-1], ans.rows("ORDER BY m.seqnum DESC"))) if ans.keep(r))
+    if lines is None:
+        return 0, newest
+    chosen = list(itertools.islice(newest, lines))
+    return 0, iter(chosen if reverse else chosen[::-1])
+
+
+def _narrowed(ans: Answer, rows: list[Row]) -> list[Row]:
+    """``rows`` less the index's rows the full-text index rules out (the journal's tail stays)."""
+    candidates = ans.text_candidates()
+    return rows if candidates is None else [r for r in rows if not r.id or r.id in candidates]
+
+
+def _chain(*parts: Iterable[Row]) -> Iterator[Row]:
+    for part in parts:
+        yield from part
+
+
+def _central(ans: Answer, tail: list[Row], lines: int | None, reverse: bool) -> tuple[int, Iterator[MailEntry]]:
+    """``query.central`` from the index: each mail once (copies from the same sender
+    counted), in the order of the senders' clocks; only (order, id) of every mail held."""
+    rows = journal_order(list(ans.light()) + tail)
+    first: dict[str, Row] = {}
+    copies: dict[str, int] = {}
+    for r in rows:
+        if r.copy_key in first:
+            copies[r.copy_key] = copies.get(r.copy_key, 0) + 1
+        else:
+            first[r.copy_key] = r
+    late, newest = 0, 0
+    for r in first.values():
+        if r.sent < newest:
+            late += 1
+        newest = max(newest, r.sent)
+    ordered = _narrowed(ans, sorted(first.values(), key=lambda r: r.sent))
+
+    def gen(order: Iterable[Row]) -> Iterator[MailEntry]:
+        for r in ans.complete(order):
+            if ans.keep(r):
+                r.entry.duplicates = copies.get(r.copy_key, 0)
+                yield r.entry
+
+    if lines is None and not reverse:
+        return late, gen(ordered)
+    newest_first = gen(ordered[::-1])
+    chosen = list(itertools.islice(newest_first, lines) if lines is not None else newest_first)
+    return late, iter(chosen if reverse else chosen[::-1])
+
+
+def stats(idx: Index, source: Any, filters: Filters, open_parts: Callable[[], Any],
+          by: str) -> tuple[list[tuple[str, int, int]], int] | None:
+    """((key, mails, bytes) of the undamaged mails, damaged ones left out), counted in SQL;
+    None when a filter needs each mail looked at (then the caller counts the mails)."""
+    if filters.subject is not None or filters.grep is not None or any(len(i) != 32 for i in filters.mail_ids):
+        return None
+    acc: dict[str, list[int]] = {}
+
+    def add(key: str, n: int, size: int | None) -> None:
+        slot = acc.setdefault(key or "(none)", [0, 0])
+        slot[0] += n
+        slot[1] += size or 0
+
+    try:
+        ans = Answer(idx, source, filters, open_parts)
+        if _unfiltered(filters):
+            found = _stats_counted(ans, by, filters.refused)
+            tail = ans.tail()
+            return _with_tail(found[0], found[1], tail, by)
+        where, args = ans._where()
+        damaged = idx.db.execute(f"SELECT COUNT(*) FROM mails m WHERE {where} AND m.damaged = 1", args).fetchone()[0]
+        where += " AND m.damaged = 0"
+        if by == "recipient":
+            q = (f"SELECT r.addr, COUNT(*), SUM(m.size) FROM mails m JOIN rcpt r ON r.mail = m.id AND r.how & 2 "
+                 f"WHERE {where} GROUP BY r.addr")
+            n, size = idx.db.execute(f"SELECT COUNT(*), SUM(m.size) FROM mails m WHERE {where} AND NOT EXISTS "
+                                     "(SELECT 1 FROM rcpt r WHERE r.mail = m.id AND r.how & 2)", args).fetchone()
+            if n:
+                add("(none)", n, size)
+        else:
+            column = {"host": "m.hostname", "sender": "m.envelope_from", "caller": "m.caller_comm",
+                      "subject": "m.subject", "user": "m.uid",
+                      "day": "date(m.realtime / 1000000, 'unixepoch', 'localtime')"}[by]
+            q = f"SELECT {column}, COUNT(*), SUM(m.size) FROM mails m WHERE {where} GROUP BY {column}"
+        for key, n, size in idx.db.execute(q, args):
+            if by == "user":
+                key = name_of(key) or ("" if key is None else str(key))
+            add("" if key is None else str(key), n, size)
+        tail = ans.tail()
+    except sqlite3.Error as e:
+        raise IndexError_(str(e)) from None
+    return _with_tail(acc, damaged, tail, by)
+
+
+def _unfiltered(f: Filters) -> bool:
+    """Only the kinds of mail asked for: the ``agg`` table's counts answer."""
+    return (f.since is None and f.until is None and not (f.senders or f.recipients or f.uids or f.callers or f.hosts
+            or f.boots or f.mail_ids or f.spooled) and f.subject is None and f.grep is None)
+
+
+def _stats_counted(ans: Answer, by: str, refused: bool) -> tuple[dict[str, list[int]], int]:
+    """The groups of ``by`` from the counts kept per journal file, mapped to this reader's
+    login names (user) and local days (day)."""
+    from .render import local_time
+
+    files = ",".join(map(str, ans.live)) or "NULL"
+    kinds = "('mail', 'refused')" if refused else "('mail')"
+    acc: dict[str, list[int]] = {}
+    q = (f"SELECT key, SUM(mails), SUM(bytes) FROM agg WHERE by = ? AND kind IN {kinds} AND file IN ({files}) "
+         "GROUP BY key")
+    for key, n, size in ans.idx.db.execute(q, (by,)):
+        if by == "user":
+            key = (name_of(int(key)) or key) if key else ""
+        elif by == "day":
+            key = local_time(int(key) * QUARTER, "%Y-%m-%d")
+        slot = acc.setdefault(key or "(none)", [0, 0])
+        slot[0] += n
+        slot[1] += size
+    damaged = ans.idx.db.execute(f"SELECT COALESCE(SUM(mails), 0) FROM agg WHERE by = 'damaged' AND kind IN {kinds} "
+                                 f"AND file IN ({files})").fetchone()[0]
+    return acc, int(damaged)
+
+
+def _with_tail(acc: dict[str, list[int]], damaged: int, tail: list[Row],
+               by: str) -> tuple[list[tuple[str, int, int]], int]:
+    from .render import stats_keys
+
+    for r in tail:
+        if r.entry.damaged:
+            damaged += 1
+            continue
+        for k in stats_keys(r.entry, by):
+            slot = acc.setdefault(k, [0, 0])
+            slot[0] += 1
+            slot[1] += r.entry.size
+    return [(k, c, b) for k, (c, b) in acc.items()], damaged

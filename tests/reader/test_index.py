@@ -1,0 +1,369 @@
+"""The mail index: the same answers as the scan, for every filter and stats key, and exact under change.
+
+One corpus for the equality tests: a few thousand varied mails written into a
+real journald (most in-process, as the bench does, the special ones through
+the real sendmail: split, refused, 8-bit and RFC 2047 subjects, a long body,
+a user's mail, a spooled one, a forged one), indexed, then more mail stored
+after the index was built; and a central directory (journal-remote's files)
+holding two hosts' mail, one of them uploaded twice and one with its clock an
+hour behind.  Every answer with the index must equal the answer without it.
+"""
+
+from __future__ import annotations
+
+import grp
+import hashlib
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import harness
+import pytest
+from readerkit import (
+    USER_UID,
+    as_host,
+    as_user,
+    export,
+    flush_to_persistent,
+    ok,
+    parse_export,
+    records,
+    remote,
+    run_jm,
+    spawn_jm,
+    wait_until,
+    write_entry,
+)
+
+from journal_sendmail import body, headers, record
+
+INDEX_DIR = Path("/var/lib/journal-mail/index")  # a tmpfs of the test namespace (harness.PRIVATE_DIRS)
+CALLERS = ["cron", "anacron", "sudo", "php-fpm8.2", "mdadm", "unattended-upgr"]
+SENDERS = ["root", "www-data", "backup@example.org", "alice@example.com"]
+RCPTS = ["root", "ops@example.org", "admin@example.org", "alice@example.com"]
+WORDS = ["disk", "full", "DegradedArray", "backup", "done", "überfällig", "grüße", "reboot", "required", "ok"]
+LONG_WORD = "needle-after-the-cut"
+
+
+def fill(n: int, seed: int = 7) -> None:
+    """``n`` varied mails written in-process with the project's own record and sender."""
+    rng = random.Random(seed)
+    for i in range(n):
+        words = " ".join(rng.choice(WORDS) for _ in range(rng.randrange(2, 12)))
+        rcpts = rng.sample(RCPTS, rng.choice((1, 1, 2, 3)))
+        subject = rng.choice([f"Cron <root@web1> job {i % 17}", f"{rng.choice(WORDS)} report {i % 5}",
+                              "=?utf-8?q?Gr=C3=BC=C3=9Fe?= aus Köln", f"DegradedArray event {i % 3}"])
+        raw = (f"From: {rng.choice(SENDERS)}\nTo: {', '.join(rcpts)}\nSubject: {subject}\n"
+               f"Content-Type: text/plain; charset=utf-8\n\nrun {i}: {words}\n").encode()
+        hdrs = headers.parse(raw)
+        text, _ = body.readable_text(raw, hdrs.content)
+        comm = rng.choice(CALLERS)
+        mail = record.Mail(
+            mail_id=os.urandom(16).hex(), envelope_from=rng.choice(SENDERS), recipients=rcpts, headers=hdrs.values,
+            size=len(raw), sha256=hashlib.sha256(raw).hexdigest(), argv=("sendmail", "-i", *rcpts),
+            invoked_as="sendmail", text=text,
+            caller={"MAIL_CALLER_PID": str(100 + i), "MAIL_CALLER_COMM": comm, "MAIL_CALLER_EXE": f"/usr/bin/{comm}"},
+            extra=[("MAIL_SPOOLED", b"yes"), ("MAIL_SPOOL_UID", b"0"),
+                   ("MAIL_SUBMITTED_AT", b"2026-11-20T10:00:00Z")] if i % 97 == 0 else [],
+        )
+        write_entry(record.mail_fields(mail, raw, 1))
+
+
+def send(bindir: Path, args: list[str], data: bytes, prefix: list[str] | None = None,
+         env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([*(prefix or []), str(bindir / "sendmail"), *args], input=data, capture_output=True,
+                          env={"PATH": "/usr/bin:/bin", **(env or {})}, timeout=60)
+
+
+def special(bindir: Path, tmp: Path, tag: str) -> None:
+    """The mails only the real sendmail makes: split (parts of 4K), refused, 8-bit, encoded, long."""
+    cfg = tmp / "small-parts.conf"
+    cfg.write_text("[journal-sendmail]\npart_size = 4K\n")
+    split = {"JOURNAL_SENDMAIL_CONFIG": str(cfg)}
+    long_body = "".join(f"line {n} of a long report\n" for n in range(2000)) + LONG_WORD + "\n"
+    results = [
+        send(bindir, ["root"], f"Subject: split {tag}\n\n".encode() + b"DegradedArray 0123456789\n" * 700, env=split),
+        send(bindir, [], f"Subject: refused {tag}\n\nno recipients\n".encode()),
+        send(bindir, ["root"], b"Subject: 8-bit caf\xe9 " + tag.encode() + b"\n\nbody \xe9\n"),
+        send(bindir, ["-t"], f"To: ops@example.org\nSubject: =?utf-8?b?w6l0w6kgcmVwb3J0?= {tag}\n\nété\n".encode()),
+        send(bindir, ["root"], f"Subject: long {tag}\nContent-Type: text/plain\n\n{long_body}".encode(), env=split),
+        send(bindir, ["root"], f"Subject: user {tag}\n\nmine\n".encode(), prefix=as_user(USER_UID)),
+        send(bindir, ["-f", "alice@example.com", "root"],
+             f"Subject: qp {tag}\nContent-Transfer-Encoding: quoted-printable\n\nDisk =C3=A9t=C3=A9\n".encode()),
+    ]
+    assert [r.returncode for r in results] == [0, 64, 0, 0, 0, 0, 0], [r.stderr for r in results]
+
+
+@dataclass
+class Corpus:
+    central: Path
+    boot: str
+    copies: int  # mails uploaded twice into central
+    twice: Path  # one upload written into two files
+
+
+@pytest.fixture(scope="module")
+def corpus(bindir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Corpus]:
+    harness.clean_journal_dirs()
+    for f in INDEX_DIR.glob("*"):
+        f.unlink()
+    j = harness.Journald(activated=True).start()
+    tmp = tmp_path_factory.mktemp("index")
+    tmp.chmod(0o755)
+    try:
+        flush_to_persistent(j)
+        fill(2500)
+        special(bindir, tmp, "before")
+        forged = [("MESSAGE", b"forged"), ("MESSAGE_ID", record.MSG_MAIL.encode()), ("MAIL_ID", b"f" * 32),
+                  ("MAIL_SIZE", b"-5"), ("MAIL_PARTS", b"1000000000"), ("MAIL_RAW", b"x")]
+        write_entry(forged)
+        j.sync()
+        # the central directory: web1's mail uploaded twice, db1's with its clock an hour behind
+        stream = subprocess.run(["journalctl", "-o", "export"], capture_output=True, check=True, timeout=120).stdout
+        entries = parse_export(stream)
+        central = tmp / "remote"
+        central.mkdir()
+        half = len(entries) // 2
+        web1 = export(as_host(entries[:half], "web1"))
+        again = entries[half - 300:half]  # journal-upload restarted: these went twice
+        db1 = as_host(entries[half:], "db1", skew_s=-3600)
+        # db1 uploaded late into the same file: its mail arrives after web1's, stamped earlier
+        remote(web1 + export(as_host(again, "web1")) + export(db1[:100]), central / "remote-web1.journal")
+        remote(export(db1[100:]), central / "remote-db1.journal")
+        # the same upload written into two files: libsystemd shows entries identical in both once
+        twice = tmp / "twice"
+        twice.mkdir()
+        remote(web1, twice / "remote-web1.journal")
+        remote(web1, twice / "remote-web1-again.journal")
+        for args in (["index"], ["-D", str(central), "index"], ["-D", str(twice), "index"]):
+            p = run_jm(*args)
+            assert p.returncode == 0 and b"mail(s) added" in p.stderr, p.stderr
+        # stored after the index was built: the journal's tail
+        fill(20, seed=8)
+        special(bindir, tmp, "after")
+        j.sync()
+        with open("/proc/sys/kernel/random/boot_id") as fh:
+            boot = fh.read().strip().replace("-", "")
+        copies = sum((b"MESSAGE_ID", record.MSG_MAIL.encode()) in e for e in again)
+        assert copies > 10
+        yield Corpus(central, boot, copies, twice)
+    finally:
+        j.stop()
+
+
+def both(*args: str) -> tuple[bytes, bytes]:
+    """Output of journal-mail ARGS with the index and with --no-index."""
+    return ok(run_jm(*args)), ok(run_jm(*args, "--no-index"))
+
+
+FILTERS = [
+    ("all", []),
+    ("from", ["--from", "alice@example.com"]),
+    ("to", ["--to", "ops@example.org"]),
+    ("to-or", ["--to", "ops@example.org", "--to", "root"]),
+    ("subject-text", ["--subject", "REPORT"]),
+    ("subject-decoded", ["--subject", "grüße"]),
+    ("subject-regex", ["--subject", "/^Cron <root@web1> job 1[0-3]$/"]),
+    ("uid", ["--uid", str(USER_UID)]),
+    ("user", ["--user", "root"]),
+    ("caller", ["--caller", "mdadm", "--caller", "sudo"]),
+    ("host", ["--host", os.uname().nodename]),
+    ("host-none", ["--host", "nowhere"]),
+    ("boot", ["--boot"]),
+    ("grep-word", ["-g", "DegradedArray"]),
+    ("grep-long-body", ["-g", LONG_WORD]),
+    ("grep-smart-case", ["-g", "Disk"]),
+    ("grep-decoded", ["-g", "été"]),
+    ("grep-no-literal", ["-g", "(full|done) (ok|disk)"]),
+    ("spooled", ["--spooled"]),
+    ("refused", ["--refused"]),
+    ("refused-subject", ["--refused", "--subject", "refused"]),
+    ("since", ["--since", "-1h"]),
+    ("until-past", ["--until", "yesterday"]),
+    ("newest", ["-n", "7"]),
+    ("newest-grep", ["-n", "3", "-g", "reboot required"]),
+    ("reverse", ["-r", "-n", "5", "--caller", "cron"]),
+    ("all-lines", ["-n", "all", "--to", "admin@example.org"]),
+    ("combined", ["--user", "root", "--caller", "anacron", "--subject", "report", "-g", "ok"]),
+]
+
+
+def test_the_index_answers(corpus: Corpus) -> None:
+    """The index is what answers (so the equality below is not the scan against itself):
+    a row changed behind journal-mail's back shows up with the index and not without."""
+    db = sqlite3.connect(str(INDEX_DIR / "local.sqlite3"))
+    try:
+        (rowid, entry), = db.execute("SELECT id, entry FROM mails WHERE subject LIKE 'qp before'").fetchall()
+        db.execute("UPDATE mails SET entry = ? WHERE id = ?", (entry.replace("qp before", "qp TAMPERED"), rowid))
+        db.commit()
+        with_index, scan = both("list", "--json", "--subject", "qp")
+        assert b"qp TAMPERED" in with_index and b"qp TAMPERED" not in scan
+    finally:
+        db.execute("UPDATE mails SET entry = ? WHERE id = ?", (entry, rowid))
+        db.commit()
+        db.close()
+
+
+@pytest.mark.parametrize("args", [f[1] for f in FILTERS], ids=[f[0] for f in FILTERS])
+def test_list_is_the_same_with_the_index(corpus: Corpus, args: list[str]) -> None:
+    with_index, scan = both("list", "--json", *args)
+    assert with_index == scan
+    assert scan.count(b"\n") > 0 or args in (["--host", "nowhere"], ["--until", "yesterday"])
+
+
+@pytest.mark.parametrize("by", ["host", "sender", "recipient", "caller", "subject", "day", "user"])
+@pytest.mark.parametrize("args", [[], ["--caller", "cron"], ["-g", "backup"], ["--to", "root", "--sort", "bytes"]],
+                         ids=["all", "caller", "grep", "to-bytes"])
+def test_stats_are_the_same_with_the_index(corpus: Corpus, by: str, args: list[str]) -> None:
+    with_index, scan = both("stats", "--by", by, *args)
+    assert with_index == scan and scan.count(b"\n") > 2
+
+
+@pytest.mark.parametrize("args", [["--format", "json"], ["--format", "mbox", "-g", "DegradedArray"],
+                                  ["--format", "json", "-n", "4", "--subject", "split"]],
+                         ids=["json-all", "mbox-grep", "json-split"])
+def test_export_is_the_same_with_the_index(corpus: Corpus, args: list[str]) -> None:
+    a, b = run_jm("export", *args), run_jm("export", *args, "--no-index")
+    assert a.returncode == b.returncode == (65 if args == ["--format", "json"] else 0)  # the forged entry: 65
+    assert a.stdout == b.stdout and a.stdout and a.stderr == b.stderr
+
+
+CENTRAL = [["list", "--json"], ["list", "--json", "-n", "10", "-r"], ["list", "--json", "--host", "db1", "-g", "ok"],
+           ["stats", "--by", "host"], ["stats", "--by", "day", "--json"], ["list"]]
+
+
+@pytest.mark.parametrize("args", CENTRAL, ids=["list", "newest", "host-grep", "stats-host", "stats-day", "table"])
+def test_central_is_the_same_with_the_index(corpus: Corpus, args: list[str]) -> None:
+    a, b = run_jm("-D", str(corpus.central), *args), run_jm("-D", str(corpus.central), *args, "--no-index")
+    assert a.returncode == b.returncode == 0 and a.stdout == b.stdout and a.stderr == b.stderr
+    if args == ["list", "--json"]:
+        recs = [json.loads(line) for line in a.stdout.splitlines()]
+        assert sum(r["duplicates"] for r in recs) == corpus.copies and {r["hostname"] for r in recs} == {"web1", "db1"}
+        assert b"arrived after mail that their senders stamped later" in a.stderr
+
+
+@pytest.mark.parametrize("args", [["list", "--json"], ["stats", "--by", "host"], ["list", "--json", "-n", "3"]],
+                         ids=["list", "stats", "newest"])
+def test_entries_identical_in_two_files_are_one_as_without_the_index(corpus: Corpus, args: list[str]) -> None:
+    a, b = run_jm("-D", str(corpus.twice), *args), run_jm("-D", str(corpus.twice), *args, "--no-index")
+    assert a.returncode == b.returncode == 0 and a.stdout == b.stdout and a.stdout
+    if args == ["list", "--json"]:
+        assert all(json.loads(line)["duplicates"] == 0 for line in a.stdout.splitlines())
+
+
+def test_the_index_is_readable_exactly_by_those_who_read_the_journal(corpus: Corpus) -> None:
+    st = (INDEX_DIR / "local.sqlite3").stat()
+    assert (st.st_mode & 0o777, st.st_uid, st.st_gid) == (0o640, 0, grp.getgrnam("adm").gr_gid)
+    assert INDEX_DIR.stat().st_mode & 0o777 == 0o750
+    mine = run_jm("list", "--json", user=USER_UID)  # reads its own journal file, not the index
+    assert [r["subject"] for r in records(mine)] == ["user before", "user after"]
+    p = run_jm("index", user=USER_UID)
+    assert p.returncode in (73, 77) and b"Traceback" not in p.stderr, p.stderr
+
+
+# -- exact under change: each with a journal of its own ------------------------------------
+
+
+def count_rows(name: str = "local.sqlite3") -> int:
+    db = sqlite3.connect(f"file:{INDEX_DIR / name}?mode=ro", uri=True)
+    try:
+        return int(db.execute("SELECT COUNT(*) FROM mails").fetchone()[0])
+    finally:
+        db.close()
+
+
+@pytest.fixture
+def fresh(journald: harness.Journald) -> Iterator[harness.Journald]:
+    for f in INDEX_DIR.glob("*"):
+        f.unlink()
+    flush_to_persistent(journald)
+    yield journald
+
+
+def test_vacuumed_entries_are_never_shown_and_are_pruned(fresh: harness.Journald) -> None:
+    fill(300, seed=1)
+    subprocess.run(["journalctl", "--rotate"], check=True, timeout=60)
+    fill(40, seed=2)
+    fresh.sync()
+    ok(run_jm("index"))
+    assert count_rows() == 340
+    subprocess.run(["journalctl", "--rotate"], check=True, timeout=60)
+    p = subprocess.run(["journalctl", "--vacuum-files=1"], capture_output=True, timeout=60)  # archived files go
+    assert p.returncode == 0, p.stderr
+    with_index, scan = both("list", "--json")
+    assert with_index == scan and scan.count(b"\n") < 340  # what the journal lost, the index does not show
+    p = run_jm("index")
+    assert p.returncode == 0 and b"pruned" in p.stderr, p.stderr
+    assert count_rows() == scan.count(b"\n")
+
+
+def test_a_damaged_or_older_index_is_never_read_and_is_rebuilt(fresh: harness.Journald) -> None:
+    fill(200, seed=3)
+    fresh.sync()
+    ok(run_jm("index"))
+    path = INDEX_DIR / "local.sqlite3"
+    db = sqlite3.connect(str(path))
+    db.execute("UPDATE meta SET value = '0' WHERE key = 'schema'")  # an index written by an older version
+    db.execute("UPDATE mails SET entry = replace(entry, 'report', 'WRONG')")
+    db.commit()
+    db.close()
+    with_index, scan = both("list", "--json")
+    assert with_index == scan and b"WRONG" not in with_index
+    p = run_jm("index")
+    assert p.returncode == 0 and b"rebuilding" in p.stderr and count_rows() == 200, p.stderr
+    for f in INDEX_DIR.glob("local.sqlite3*"):
+        f.write_bytes(b"not a database, " * 1000)  # damaged
+    with_index, scan = both("list", "--json")
+    assert with_index == scan
+    p = run_jm("index")
+    assert p.returncode == 0 and b"rebuilding" in p.stderr and count_rows() == 200, p.stderr
+    assert both("list", "--json") == (scan, scan)
+
+
+def test_a_killed_indexer_resumes_without_a_duplicate(fresh: harness.Journald) -> None:
+    fill(25_000, seed=4)
+    fresh.sync()
+    proc = spawn_jm("index", stderr=subprocess.DEVNULL)
+
+    def some_rows() -> bool:
+        try:
+            return count_rows() > 0
+        except sqlite3.Error:
+            return False
+
+    wait_until(some_rows, timeout=120, what="the indexer's first batch")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    partial = count_rows()
+    assert 0 < partial < 25_000, partial
+    ok(run_jm("index"))
+    db = sqlite3.connect(f"file:{INDEX_DIR / 'local.sqlite3'}?mode=ro", uri=True)
+    cursors = "SELECT COUNT(*), COUNT(DISTINCT json_extract(entry, '$.cursor')) FROM mails"
+    total, distinct = db.execute(cursors).fetchone()
+    db.close()
+    assert total == distinct == 25_000
+
+
+def test_follow_keeps_the_index_current_and_stops_on_sigterm(fresh: harness.Journald, bindir: Path) -> None:
+    fill(10, seed=5)
+    fresh.sync()
+    proc = spawn_jm("index", "--follow", stderr=subprocess.PIPE)
+    try:
+        wait_until(lambda: (INDEX_DIR / "local.sqlite3").exists() and count_rows() == 10, what="the first pass")
+        for n in range(3):
+            assert send(bindir, ["root"], f"Subject: live {n}\n\nx\n".encode()).returncode == 0
+        wait_until(lambda: count_rows() == 13, timeout=30, what="the new mail in the index")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        assert proc.stderr is not None
+        proc.stderr.close()
