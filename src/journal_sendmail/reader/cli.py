@@ -101,6 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--by", choices=render.STATS_KEYS, default="host")
     c.add_argument("--sort", choices=("count", "bytes"), default="count")
     c.add_argument("--json", action="store_true", help="one JSON object per group")
+
+    c = sub.add_parser("forward", parents=[source], help="forward the mail that matters (forward.toml)")
+    c.add_argument("--config", metavar="FILE", help="the rules (default /etc/journal-mail/forward.toml)")
+    c.add_argument("--once", action="store_true", help="handle what is new, retry what waits, then exit")
+    c.add_argument("--dry-run", action="store_true", help="say what each rule decides; send nothing")
+    c.add_argument("--digest-now", metavar="NAME", nargs="?", const="", help="send digest NAME (all: none given) now")
     return p
 
 

@@ -363,10 +363,17 @@ def cmd_stats(args: argparse.Namespace, io: Io) -> int:
     return EX_OK
 
 
+def cmd_forward(args: argparse.Namespace, io: Io) -> int:
+    from .forward.command import run  # the forwarder's imports cost nothing to the other commands
+
+    return run(args, io, open_journal, source_of)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, Io], int]] = {
     "list": cmd_list,
     "show": cmd_show,
     "export": cmd_export,
     "follow": cmd_follow,
     "stats": cmd_stats,
+    "forward": cmd_forward,
 }
