@@ -11,7 +11,7 @@ from ...record import encode
 
 MSG_FORWARD = "cda5a93613b14aa58d5d8dd0dbbe3c61"
 SOCKET = "/run/systemd/journal/socket"
-PRIORITY = {"delivered": 6, "digest-sent": 6, "retried": 4, "gap": 4, "gave-up": 3, "held": 5}
+PRIORITY = {"delivered": 6, "digest-sent": 6, "retried": 4, "gap": 4, "gave-up": 3, "held": 5, "reload-failed": 3}
 
 Log = Callable[..., None]
 

@@ -427,6 +427,7 @@ def follow(load: Callable[[], Config], src: Source, log: Events, reader: Any) ->
                 else:
                     fw.close()
                     fw = Forwarder(cfg, src, log)
+                    log("reloaded", f"configuration reloaded from {cfg.path}")
             p = fw.run_pass(reader, force=False, stop=lambda: flags.stop)
             fw.digests_due(None, p, retry_now=False)
             if flags.stop:
