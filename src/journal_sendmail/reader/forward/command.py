@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import io as _io
-
-from ...errors import EX_OK, EX_TEMPFAIL
 from collections.abc import Callable
 from typing import Any
 
+from ...errors import EX_OK, EX_TEMPFAIL
 from ..output import Io
 from ..query import Source
 from . import config, service, state
