@@ -18,6 +18,13 @@ DEFAULT_STATE_DIR = "/var/lib/journal-mail/forward"
 MATCH_KEYS = ("host", "unit", "caller", "user", "uid", "from", "to", "subject", "body", "kind")
 GROUP_KEYS = ("host", "unit", "caller", "user", "from", "to", "subject")
 SCHEMES = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
+TOP_KEYS = ("state_dir", "source", "destination", "rule", "digest")
+SOURCE_KEYS = ("start",)
+COMMON_KEYS = ("type", "url", "timeout", "max_age", "rate_limit", "overflow")
+SMTP_KEYS = ("username", "password_file", "from", "to", "mode", "cafile")
+WEBHOOK_KEYS = ("format", "headers")
+RULE_KEYS = ("name", "match", "route", "digest", "action", "continue")
+DIGEST_KEYS = ("to", "at", "every", "group_by", "examples")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -172,7 +179,7 @@ def parse(doc: dict[str, Any], path: str, text: str = "") -> Config:
         return ConfigError(f"{path}:{where.line(table, key.split('.')[0] if key else None, index)}: "
                            f"{shown}: {why}")
 
-    known_top = {"state_dir", "source", "destination", "rule", "digest"}
+    known_top = set(TOP_KEYS)
     for k in doc:
         if k not in known_top:
             raise bad("", k, f"unknown key (known: {', '.join(sorted(known_top))})")
@@ -181,7 +188,7 @@ def parse(doc: dict[str, Any], path: str, text: str = "") -> Config:
         raise bad("", "state_dir", "want an absolute path")
     source = _table(doc, "source", bad)
     for k in source:
-        if k != "start":
+        if k not in SOURCE_KEYS:
             raise bad("source", k, "unknown key (known: start)")
     start = source.get("start", "now")
     if start not in ("now", "all"):
@@ -229,7 +236,7 @@ def _strings(value: object) -> tuple[str, ...] | None:
 def _rule(i: int, r: Any, dests: dict[str, Destination], digests: dict[str, Digest], bad: Any) -> Rule:
     if not isinstance(r, dict):
         raise bad(None, "want a table")
-    known = {"name", "match", "route", "digest", "action", "continue"}
+    known = set(RULE_KEYS)
     for k in r:
         if k not in known:
             raise bad(k, f"unknown key (known: {', '.join(sorted(known))})")
@@ -305,9 +312,7 @@ def _destination(name: str, d: Any, bad: Any) -> Destination:
     if not isinstance(d, dict):
         raise bad(None, "want a table")
     kind = d.get("type")
-    common = {"type", "url", "timeout", "max_age", "rate_limit", "overflow"}
-    smtp_keys = {"username", "password_file", "from", "to", "mode", "cafile"}
-    hook_keys = {"format", "headers"}
+    common, smtp_keys, hook_keys = set(COMMON_KEYS), set(SMTP_KEYS), set(WEBHOOK_KEYS)
     if kind not in ("smtp", "webhook"):
         raise bad("type", 'want "smtp" or "webhook"')
     known = common | (smtp_keys if kind == "smtp" else hook_keys)
@@ -365,7 +370,7 @@ def _destination(name: str, d: Any, bad: Any) -> Destination:
 def _digest(name: str, d: Any, bad: Any) -> Digest:
     if not isinstance(d, dict):
         raise bad(None, "want a table")
-    known = {"to", "at", "every", "group_by", "examples"}
+    known = set(DIGEST_KEYS)
     for k in d:
         if k not in known:
             raise bad(k, f"unknown key (known: {', '.join(sorted(known))})")
