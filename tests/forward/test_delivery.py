@@ -160,3 +160,44 @@ def test_a_forwarder_killed_mid_batch_repeats_at_most_one_mail_with_the_same_mes
     for s in repeated:
         ids = {m.header("Message-ID") for m in smarthost.received if m.header("Subject").endswith("] " + s)}
         assert len(ids) == 1
+
+
+def test_a_mail_in_the_journal_twice_is_sent_once(
+    journald: harness.Journald, config: Config, smarthost: Smarthost
+) -> None:
+    """journal-upload re-sends the entry at its saved cursor after a restart: same MAIL_ID, same sender."""
+    import hashlib
+
+    from readerkit import write_entry
+
+    from journal_sendmail.record import MSG_MAIL
+
+    raw = b"To: root\nSubject: alert twice\n\nhello\n"
+    fields = [("MESSAGE", b"alert twice"), ("MESSAGE_ID", MSG_MAIL.encode()), ("MAIL_ID", b"ab" * 16),
+              ("MAIL_RCPT", b"root"), ("MAIL_SUBJECT", b"alert twice"), ("MAIL_SIZE", str(len(raw)).encode()),
+              ("MAIL_SHA256", hashlib.sha256(raw).hexdigest().encode()), ("MAIL_RAW", raw)]
+    write_entry(fields)
+    write_entry(fields)
+    journald.sync()
+    cfg = config(dests(smarthost) + ALL.replace(', "chat"', ""))
+    assert forward(cfg, "--once").returncode == 0
+    assert subjects(smarthost) == Counter({"alert twice": 1})
+
+
+def test_a_vacuumed_cursor_is_a_logged_gap_and_the_next_mail_still_goes(
+    journald: harness.Journald, sendmail: Sendmail, config: Config, smarthost: Smarthost
+) -> None:
+    store(sendmail, "alert before")
+    cfg = config(dests(smarthost) + ALL.replace(', "chat"', ""))
+    assert forward(cfg, "--once").returncode == 0  # the cursor is at "alert before"
+    subprocess.run(["journalctl", "--rotate"], check=True, capture_output=True, timeout=30)
+    store(sendmail, "alert after")
+    journald.sync()
+    subprocess.run(["journalctl", "--vacuum-files=1"], check=True, capture_output=True, timeout=30)
+    assert not harness.read_entries(["MAIL_SUBJECT=alert before"])  # its file is gone
+    r = forward(cfg, "--once")
+    assert r.returncode == 0, r.stderr
+    assert subjects(smarthost) == Counter({"alert before": 1, "alert after": 1})
+    journald.sync()
+    (gap,) = events("gap")
+    assert b"vacuumed" in harness.one(gap["MESSAGE"])
