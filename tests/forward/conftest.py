@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent / "reader"))
-import forwardkit  # noqa: E402
+import forwardkit
 
 
 @pytest.fixture

@@ -15,10 +15,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import harness
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-
-import harness
 from readerkit import ENV, READER
 
 MSG_FORWARD = "cda5a93613b14aa58d5d8dd0dbbe3c61"
@@ -107,7 +106,7 @@ class Webhook:
         hook = self
 
         class H(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 if hook.status == 200:
                     hook.posts.append((dict(self.headers.items()), body))

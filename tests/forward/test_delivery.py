@@ -1,4 +1,5 @@
-"""Delivery you can trust: a relay that refuses, one that is down and comes back, TLS and AUTH, a forwarder killed mid-batch."""
+"""Delivery you can trust: a relay that refuses, one that is down and comes back, TLS and AUTH,
+a forwarder killed mid-batch, a mail twice in the journal, a vacuumed cursor."""
 
 from __future__ import annotations
 

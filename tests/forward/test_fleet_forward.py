@@ -27,7 +27,7 @@ from test_delivery import subjects
 from test_forward import dests
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "fleet"))
-import fleetkit  # noqa: E402
+import fleetkit
 
 Config = Callable[[str], Path]
 FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
@@ -140,7 +140,7 @@ def test_a_host_that_uploads_late_with_its_clock_behind_still_gets_its_urgent_ma
         r = forward(cfg, *args)
         assert r.returncode == 0, r.stderr
         assert subjects(smarthost) == Counter({"URGENT host1": 1, "URGENT host2": 1, "URGENT host3 disk failing": 1})
-        m = [m for m in smarthost.received if "host3" in m.header("Subject")][0]
+        m = next(m for m in smarthost.received if "host3" in m.header("Subject"))
         assert m.header("Subject") == "[host3] URGENT host3 disk failing"
     finally:
         for u in uploads:

@@ -161,19 +161,24 @@ def test_a_forwarded_mail_is_never_forwarded_again(
 @pytest.mark.parametrize(
     ("text", "key", "line"),
     [
-        ('[destination.ops]\ntype = "smtp"\nurl = "smtp://127.0.0.1:25"\nfrom = "a@b"\nto = ["x@y"]\nmode = "forward"\n',
+        ('[destination.ops]\ntype = "smtp"\nurl = "smtp://127.0.0.1:25"\nfrom = "a@b"\nto = ["x@y"]\n'
+         'mode = "forward"\n',
          "destination.ops.mode", 7),
         ('[destination.ops]\ntype = "smtp"\nurl = "http://relay"\nfrom = "a@b"\nto = ["x@y"]\n',
          "destination.ops.url", 4),
-        ('[[rule]]\nmatch = { subject = "x" }\nroute = ["ops"]\n\n[[rule]]\nmatch = { colour = "red" }\naction = "drop"\n',
+        ('[[rule]]\nmatch = { subject = "x" }\nroute = ["ops"]\n\n[[rule]]\nmatch = { colour = "red" }\n'
+         'action = "drop"\n',
          "rule[1].route", 4),
         ('[[rule]]\naction = "drop"\n\n[[rule]]\nmatch = { colour = "red" }\naction = "drop"\n',
          "rule[2].match.colour", 6),
         ('[digest.daily]\nto = []\nat = "25:00"\n', "digest.daily.to", 3),
         ('[source]\nstart = "yesterday"\n', "source.start", 3),
         ("[[rule]\nname = 1\n", "line 2", None),
+        ('[destination.ops]\ntype = "smtp"\nurl = "smtp://relay.example.org"\nfrom = "a@b"\nto = ["x@y"]\n'
+         'username = "u"\npassword_file = "/etc/journal-mail/relay.pass"\n', "destination.ops.username", 7),
     ],
-    ids=["bad-mode", "bad-url", "unknown-destination", "unknown-match-key", "bad-digest", "bad-start", "toml-syntax"],
+    ids=["bad-mode", "bad-url", "unknown-destination", "unknown-match-key", "bad-digest", "bad-start", "toml-syntax",
+         "auth-in-clear"],
 )
 def test_a_bad_config_exits_78_naming_the_key_and_the_line(
     config: Config, text: str, key: str, line: int | None

@@ -158,3 +158,34 @@ def test_the_service_follows_new_mail_and_reloads_on_sighup(
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0, (tmp_path / "err").read_text()
     assert subjects(smarthost) == Counter({"alert one": 1, "page me again": 1, "page me a third time": 1})
+
+
+def test_refused_submissions_match_only_a_rule_that_asks_for_them(
+    journald: harness.Journald, sendmail: Sendmail, config: Config, smarthost: Smarthost
+) -> None:
+    r = sendmail(["-t"], b"Subject: alert nobody to send to\n\nno recipients\n")  # refused (64), still recorded
+    assert r.returncode == 64
+    store(sendmail, "alert normal")
+    rules = '[source]\nstart = "all"\n[[rule]]\nmatch = { subject = "alert*" }\nroute = ["ops"]\n'
+    cfg = config(dests(smarthost) + rules)
+    assert forward(cfg, "--once").returncode == 0
+    assert subjects(smarthost) == Counter({"alert normal": 1})
+    cfg = config(dests(smarthost) + rules.replace('match = { subject = "alert*" }',
+                                                  'match = { subject = "alert*", kind = "refused" }'))
+    for d in (cfg.parent / "state").iterdir():
+        subprocess.run(["rm", "-rf", str(d)], check=True)
+    assert forward(cfg, "--once").returncode == 0
+    assert subjects(smarthost) == Counter({"alert normal": 1, "alert nobody to send to": 1})
+
+
+def test_a_run_by_root_leaves_the_state_owned_by_the_services_user(
+    journald: harness.Journald, sendmail: Sendmail, config: Config, smarthost: Smarthost, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    os.chown(state, 4242, 4242)  # as StateDirectory= with DynamicUser= leaves it
+    store(sendmail, "alert owned")
+    cfg = config(dests(smarthost) + DIGEST.replace('"Cron*"', '"alert*"'))
+    assert forward(cfg, "--once").returncode == 0
+    files = [p for p in state.rglob("*")]
+    assert len(files) >= 5 and {(p.stat().st_uid, p.stat().st_gid) for p in files} == {(4242, 4242)}, files

@@ -360,6 +360,9 @@ def _destination(name: str, d: Any, bad: Any) -> Destination:
         raise bad("password_file" if user is not None else "username", "username and password_file go together")
     if pw is not None and not pw.startswith("/"):
         raise bad("password_file", "want an absolute path")
+    if user is not None and scheme == "smtp" and host not in ("localhost", "127.0.0.1", "::1"):
+        raise bad("username", "AUTH over plain smtp:// would send the password in clear: use smtp+starttls:// "
+                  "or smtps://")
     cafile = d.get("cafile")
     if cafile is not None and not isinstance(cafile, str):
         raise bad("cafile", "want a path")

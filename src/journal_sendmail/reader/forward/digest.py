@@ -12,6 +12,7 @@ from ..entry import MailEntry
 from ..render import rfc3339
 from .config import Digest
 from .rules import Mail, trusted_uid
+from .state import own
 
 EXAMPLE_MAX = 1500
 
@@ -69,6 +70,7 @@ class Bucket:
     def add(self, rec: dict[str, Any]) -> None:
         with open(self.open_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        own(self.open_path, os.path.dirname(self.open_path))
 
     def close_period(self) -> bool:
         """Move the open bucket to sending; False when there is nothing to send."""

@@ -41,6 +41,7 @@ def lock(state_dir: str) -> int:
     try:
         os.makedirs(state_dir, mode=0o700, exist_ok=True)
         fd = os.open(os.path.join(state_dir, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        own(os.path.join(state_dir, "lock"), state_dir)
     except OSError as e:
         raise StateError(f"state directory {state_dir}: {e.strerror or e}") from None
     try:
@@ -49,6 +50,19 @@ def lock(state_dir: str) -> int:
         os.close(fd)
         raise Busy(f"another journal-mail forward is using {state_dir}") from None
     return fd
+
+
+def own(path: str, like: str) -> None:
+    """Root running the forwarder by hand keeps the files the service's (dynamic) user owns its own.
+
+    Without this, a state file replaced by a root run would be unreadable to
+    the unprivileged service afterwards.
+    """
+    if os.geteuid() != 0:
+        return
+    st = os.stat(like)
+    if st.st_uid != 0 or st.st_gid != 0:
+        os.chown(path, st.st_uid, st.st_gid)
 
 
 def safe_name(name: str) -> str:
@@ -67,6 +81,7 @@ class State:
         self.dir = os.path.join(state_dir, f"{kind}-{safe_name(name)}")
         try:
             os.makedirs(self.dir, mode=0o700, exist_ok=True)
+            own(self.dir, state_dir)
         except OSError as e:
             raise StateError(f"{self.dir}: {e.strerror or e}") from None
         self.path = os.path.join(self.dir, "state.json")
@@ -95,6 +110,7 @@ class State:
         while len(self.delivered) > DELIVERED_MEMORY:
             del self.delivered[next(iter(self.delivered))]
         self._log = open(self._delivered_path, "a", encoding="utf-8")
+        own(self._delivered_path, self.dir)
         self._lines = len(self.delivered)
 
     @property
@@ -133,6 +149,7 @@ class State:
             if durable:
                 f.flush()
                 os.fsync(f.fileno())
+        own(tmp, self.dir)
         os.replace(tmp, self.path)
         if durable:
             dfd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY)
@@ -148,6 +165,7 @@ class State:
             f.writelines(k + "\n" for k in self.delivered)
             f.flush()
             os.fsync(f.fileno())
+        own(tmp, self.dir)
         os.replace(tmp, self._delivered_path)
         self._log.close()
         self._log = open(self._delivered_path, "a", encoding="utf-8")
