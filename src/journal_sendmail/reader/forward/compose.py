@@ -57,10 +57,16 @@ def clean(text: str) -> str:
 
 
 def header(name: str, value: str) -> str:
+    """One header line, RFC 2047-encoded when not ASCII and folded when long.
+
+    >>> header("Subject", "[web1] disk"), header("Subject", "[web1] Sauvegarde terminée")
+    ('Subject: [web1] disk\\n', 'Subject: =?utf-8?q?=5Bweb1=5D_Sauvegarde_termin=C3=A9e?=\\n')
+    """
     value = clean(value)
-    if value.isascii():
+    if value.isascii() and len(name) + len(value) < 76:
         return f"{name}: {value}\n"
-    return f"{name}: {Header(value, 'utf-8', header_name=name).encode()}\n"
+    charset = "us-ascii" if value.isascii() else "utf-8"
+    return f"{name}: {Header(value, charset, header_name=name).encode()}\n".replace("\r\n", "\n")
 
 
 def readable(e: MailEntry, raw: bytes) -> str:

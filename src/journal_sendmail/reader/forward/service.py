@@ -154,7 +154,7 @@ class Forwarder:
                     st.save()
                     idle = 0
             st.save()
-            if which[1] in p.waiting and which[0] == "dest":
+            if " ".join(which) in p.waiting:
                 return  # down: the other hosts' mail waits too, without knocking on a closed door
 
     def _one(self, which: tuple[str, str], st: State, m: Mail, p: Pass, force: bool) -> bool:
@@ -185,7 +185,7 @@ class Forwarder:
             window = [t for t in st.data.get("window", []) if t > now - d.rate_limit.period]
             if len(window) >= d.rate_limit.count:
                 if d.overflow is None:
-                    p.waiting.add(d.name)
+                    p.waiting.add(f"dest {d.name}")
                     return False
                 g = self.cfg.digests[d.overflow]
                 self.buckets[d.overflow].add(digest.item(m, key, g.group_by, lazy.body(),
@@ -197,7 +197,7 @@ class Forwarder:
             st.data["window"] = window
         retry = st.data["retry"].get(key)
         if retry and not force and now < retry["next"]:
-            p.waiting.add(d.name)
+            p.waiting.add(f"dest {d.name}")
             return False
         try:
             raw = lazy.raw()
@@ -220,7 +220,7 @@ class Forwarder:
             st.save()
             self.log("retried", f"mail {e.mail_id} to {d.name} failed ({err.reason}); attempt {attempts}, next "
                      f"in {delay:.0f} s", reason=err.reason, **fields)
-            p.waiting.add(d.name)
+            p.waiting.add(f"dest {d.name}")
             return False
         st.done(key)
         if d.rate_limit is not None:
@@ -264,7 +264,7 @@ class Forwarder:
             return
         retry = st.data.get("digest_retry")
         if retry and not force and now < retry["next"]:
-            p.waiting.add(g.name)
+            p.waiting.add(f"digest {g.name}")
             return
         sent: list[str] = st.data.setdefault("sent_to", [])
         host = source_hostname()
@@ -290,7 +290,7 @@ class Forwarder:
                 st.data["digest_retry"] = {"first": first, "attempts": attempts, "next": now + delay}
                 self.log("retried", f"digest {g.name} to {dname} failed ({err.reason}); next in {delay:.0f} s",
                          reason=err.reason, **fields)
-                p.waiting.add(g.name)
+                p.waiting.add(f"digest {g.name}")
                 st.dirty = True
                 return
             sent.append(dname)

@@ -86,7 +86,8 @@ class State:
             raise StateError(f"{self.dir}: {e.strerror or e}") from None
         self.path = os.path.join(self.dir, "state.json")
         self.data: dict[str, Any] = {}
-        self.dirty = False
+        self.dirty = False  # data changed since state.json was last written
+        self.unsynced = False  # written (state.json or the delivered list) since the last fsync
         try:
             with open(self.path, encoding="utf-8") as f:
                 self.data = json.load(f)
@@ -129,6 +130,7 @@ class State:
         """Remember that ``key`` was delivered (before the cursor moves past it)."""
         self._log.write(key + "\n")
         self._log.flush()
+        self.unsynced = True
         self._lines += 1
         self.delivered[key] = None
         if len(self.delivered) > DELIVERED_MEMORY:
@@ -136,27 +138,31 @@ class State:
         self.data["retry"].pop(key, None)
 
     def save(self, durable: bool = False) -> None:
-        """Write state.json atomically (and, ``durable``, fsync it and the delivered list)."""
+        """Write state.json atomically if it changed; ``durable``: and fsync what was written since
+        the last durable save (nothing at all when nothing changed: an idle service writes nothing)."""
+        if durable and not (self.dirty or self.unsynced):
+            return
         if durable:
             os.fsync(self._log.fileno())
             if self._lines > 2 * DELIVERED_MEMORY:
                 self._compact()
-        if not self.dirty and not durable:
-            return
-        tmp = self.path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(self.data, f, separators=(",", ":"))
-            if durable:
-                f.flush()
-                os.fsync(f.fileno())
-        own(tmp, self.dir)
-        os.replace(tmp, self.path)
+        if self.dirty or durable:
+            tmp = self.path + ".tmp"
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(self.data, f, separators=(",", ":"))
+                if durable:
+                    f.flush()
+                    os.fsync(f.fileno())
+            own(tmp, self.dir)
+            os.replace(tmp, self.path)
+            self.unsynced = not durable
         if durable:
             dfd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY)
             try:
                 os.fsync(dfd)
             finally:
                 os.close(dfd)
+            self.unsynced = False
         self.dirty = False
 
     def _compact(self) -> None:
