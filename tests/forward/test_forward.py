@@ -190,3 +190,43 @@ def test_a_bad_config_exits_78_naming_the_key_and_the_line(
     assert key in err and "Traceback" not in err
     if line is not None:
         assert f"{cfg}:{line}:" in err
+
+
+def test_ntfy_and_slack_shapes(
+    journald: harness.Journald, sendmail: Sendmail, config: Config, smarthost: Smarthost, webhook: Webhook
+) -> None:
+    store(sendmail, "DegradedArray on md0 — dégradé", body="md0 lost a disk\n")
+    cfg = config(dests(smarthost) + f"""
+[destination.ntfy]
+type = "webhook"
+url = "{webhook.url}?to=ntfy"
+format = "ntfy"
+headers = {{ Authorization = "Bearer t0ken" }}
+
+[destination.slack]
+type = "webhook"
+url = "{webhook.url}?to=slack"
+format = "slack"
+
+[source]
+start = "all"
+
+[[rule]]
+match = {{ subject = "Degraded*" }}
+route = ["ntfy", "slack"]
+""")
+    r = forward(cfg, "--once")
+    assert r.returncode == 0, r.stderr
+    by_kind = {("ntfy" if h.get("Title") else "slack"): (h, b) for h, b in webhook.posts}
+    h, b = by_kind["ntfy"]
+    from email.header import decode_header, make_header
+
+    assert str(make_header(decode_header(h["Title"]))).endswith("] DegradedArray on md0 — dégradé")
+    assert h["Authorization"] == "Bearer t0ken" and "md0 lost a disk" in b.decode()
+    assert h["X-Journal-Mail-Forwarded"] == mail_ids("DegradedArray on md0 — dégradé")[0]
+    h, b = by_kind["slack"]
+    import json
+
+    text = json.loads(b)["text"]
+    assert "DegradedArray on md0 — dégradé" in text and "md0 lost a disk" in text
+    assert smarthost.received == []
