@@ -33,6 +33,7 @@ from .transport import DeliveryError, PermanentFailure, Transport, read_password
 
 BACKOFF_FIRST = 30.0  # seconds; doubled at each attempt
 BACKOFF_MAX = 3600.0
+WAKE = 1.0  # seconds: the longest the following service sleeps
 SAVE_EVERY = 500  # entries read without anything to do between two state writes
 
 
@@ -173,6 +174,8 @@ class Forwarder:
                 st.dirty = True
             return True
         if name not in dec.route:
+            if st.data["retry"].pop(key, None) is not None:  # the rules changed while it waited
+                st.dirty = True
             return True
         return self._deliver(self.cfg.destinations[name], st, m, lazy, dec, key, p, force)
 
@@ -301,16 +304,6 @@ class Forwarder:
         st.data.pop("digest_retry", None)
         st.dirty = True
 
-    def next_wakeup(self) -> float:
-        """Seconds until the earliest retry or digest falls due."""
-        now = self.now()
-        times = [st.data.get("next_due") or now + 3600 for (k, _), st in self.states.items() if k == "digest"]
-        for st in self.states.values():
-            times += [r["next"] for r in st.data["retry"].values()]
-            if st.data.get("digest_retry"):
-                times.append(st.data["digest_retry"]["next"])
-        return max(0.0, min(times, default=now + 3600) - now)
-
 
 def outgoing(d: Destination, e: MailEntry, raw: bytes, unit: str, rule: str, now: float) -> compose.Outgoing:
     """What goes to ``d`` for one mail."""
@@ -432,9 +425,9 @@ def follow(load: Callable[[], Config], src: Source, log: Events, reader: Any) ->
             fw.digests_due(None, p, retry_now=False)
             if flags.stop:
                 break
-            wait = min(1.0, fw.next_wakeup())
             try:
-                reader.wait(int(max(wait, 0.05) * US))
+                # new mail wakes us at once; retries and digests due are looked at every second
+                reader.wait(int(WAKE * US))
             except InterruptedError:
                 pass
     finally:
