@@ -326,8 +326,8 @@ def test_concurrent_flushers_inject_each_message_once(journald: Journald, bindir
         assert run_sendmail(bindir, ["root"], f"Subject: c{i}\n\nx\n".encode()).returncode == 0
     journald.start()
     with ThreadPoolExecutor(4) as pool:
-        codes = list(pool.map(lambda _: run_sendmail(bindir, ["-q"]).returncode, range(4)))
-    assert codes == [0, 0, 0, 0]
+        runs = list(pool.map(lambda _: run_sendmail(bindir, ["-q"]), range(4)))
+    assert [p.returncode for p in runs] == [0, 0, 0, 0], [p.stderr for p in runs]
     subjects = [one(e["MAIL_SUBJECT"]) for e in journald.entries(MAIL, wait_for=40)]
     assert sorted(subjects) == sorted(f"c{i}".encode() for i in range(40))
 

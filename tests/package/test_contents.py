@@ -13,6 +13,7 @@ IDS = (
     "aa12d80295f04539a057a77642e355d5",
     "23042c0ef8f74902814ee4284e0a5521",
     "963c70d77fdb45678cf8479f3cbe9fdf",
+    "cda5a93613b14aa58d5d8dd0dbbe3c61",
 )
 
 
@@ -41,6 +42,7 @@ def test_modes_and_conffiles(deb: Path) -> None:
 
 def test_conffiles(unpacked: Path) -> None:
     assert (unpacked / "DEBIAN/conffiles").read_text().split() == [
+        "/etc/journal-mail/forward.toml",
         "/etc/journal-sendmail.conf",
         "/etc/logrotate.d/journal-sendmail",
     ]
@@ -50,6 +52,7 @@ def test_units_flusher_started_exporter_not(unpacked: Path) -> None:
     """Which units get enabled is checked on a real install (test_exim4)."""
     units = sorted(p.name for p in (unpacked / "lib/systemd/system").iterdir())
     assert units == [
+        "journal-mail-forward.service",
         "journal-mail-index.service",
         "journal-sendmail-export.service",
         "journal-sendmail-flush.path",
@@ -58,9 +61,10 @@ def test_units_flusher_started_exporter_not(unpacked: Path) -> None:
     postinst = (unpacked / "DEBIAN/postinst").read_text()
     started = set(re.findall(r"deb-systemd-invoke \$_dh_action '?([\w.-]+)", postinst))
     assert started == {"journal-sendmail-flush.path"}, postinst
-    # Enabled by the admin or not, the exporter is disabled again on purge.
-    assert "journal-sendmail-export.service" in (unpacked / "DEBIAN/postrm").read_text()
-    assert "journal-mail-index.service" in (unpacked / "DEBIAN/postrm").read_text()
+    # Enabled by the admin or not, the exporter, the indexer and the forwarder are disabled again on purge.
+    postrm = (unpacked / "DEBIAN/postrm").read_text()
+    for unit in ("journal-sendmail-export.service", "journal-mail-index.service", "journal-mail-forward.service"):
+        assert unit in postrm, unit
 
 
 def test_catalog_is_accepted_by_journalctl(unpacked: Path) -> None:

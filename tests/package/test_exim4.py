@@ -19,6 +19,7 @@ UNITS = {
     "journal-sendmail-flush.service": True,
     "journal-sendmail-export.service": False,
     "journal-mail-index.service": False,
+    "journal-mail-forward.service": False,
 }
 
 

@@ -106,6 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("index", parents=[source], help="build or update the index of the source (root)")
     c.add_argument("--rebuild", action="store_true", help="make it anew")
     c.add_argument("--follow", action="store_true", help="keep it current as mail arrives, until SIGTERM")
+
+    c = sub.add_parser("forward", parents=[source], help="forward the mail that matters (forward.toml)")
+    c.add_argument("--config", metavar="FILE", help="the rules (default /etc/journal-mail/forward.toml)")
+    c.add_argument("--once", action="store_true", help="handle what is new, retry what waits, then exit")
+    c.add_argument("--dry-run", action="store_true", help="say what each rule decides; send nothing")
+    c.add_argument("--digest-now", metavar="NAME", nargs="?", const="", help="send digest NAME (all: none given) now")
     return p
 
 

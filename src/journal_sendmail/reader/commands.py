@@ -470,6 +470,12 @@ def cmd_index(args: argparse.Namespace, io: Io) -> int:
     return EX_OK
 
 
+def cmd_forward(args: argparse.Namespace, io: Io) -> int:
+    from .forward.command import run  # the forwarder's imports cost nothing to the other commands
+
+    return run(args, io, open_journal, source_of)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, Io], int]] = {
     "list": cmd_list,
     "show": cmd_show,
@@ -477,4 +483,5 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Io], int]] = {
     "follow": cmd_follow,
     "stats": cmd_stats,
     "index": cmd_index,
+    "forward": cmd_forward,
 }

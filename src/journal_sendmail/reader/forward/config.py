@@ -1,0 +1,400 @@
+"""Config: /etc/journal-mail/forward.toml into frozen records, the one place that reads it.
+
+tomllib knows no positions, so a bad value is located here by its table and
+key in the text: every error says the key and the line, never a traceback.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from typing import Any
+
+from ...errors import ConfigError
+
+DEFAULT_PATH = "/etc/journal-mail/forward.toml"
+DEFAULT_STATE_DIR = "/var/lib/journal-mail/forward"
+MATCH_KEYS = ("host", "unit", "caller", "user", "uid", "from", "to", "subject", "body", "kind")
+GROUP_KEYS = ("host", "unit", "caller", "user", "from", "to", "subject")
+SCHEMES = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
+TOP_KEYS = ("state_dir", "source", "destination", "rule", "digest")
+SOURCE_KEYS = ("start",)
+COMMON_KEYS = ("type", "url", "timeout", "max_age", "rate_limit", "overflow")
+SMTP_KEYS = ("username", "password_file", "from", "to", "mode", "cafile")
+WEBHOOK_KEYS = ("format", "headers")
+RULE_KEYS = ("name", "match", "route", "digest", "action", "continue")
+DIGEST_KEYS = ("to", "at", "every", "group_by", "examples")
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """One match value: a glob (any case) or a /regex/."""
+
+    text: str
+    regex: re.Pattern[str]
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    match: tuple[tuple[str, tuple[Pattern, ...]], ...]
+    route: tuple[str, ...] = ()
+    digest: str | None = None
+    drop: bool = False
+    cont: bool = False
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    count: int
+    period: float  # seconds
+
+
+@dataclass(frozen=True)
+class Destination:
+    name: str
+    type: str  # smtp | webhook
+    url: str
+    timeout: float = 30.0
+    max_age: float = 86400.0
+    rate_limit: RateLimit | None = None
+    overflow: str | None = None  # the digest that takes what the rate limit holds back
+    # smtp
+    scheme: str = ""
+    host: str = ""
+    port: int = 0
+    username: str | None = None
+    password_file: str | None = None
+    sender: str = ""
+    to: tuple[str, ...] = ()
+    mode: str = "wrap"
+    cafile: str | None = None
+    # webhook
+    format: str = "json"  # json | ntfy | slack
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Digest:
+    name: str
+    to: tuple[str, ...]
+    at: tuple[int, int] | None = None  # HH, MM (local time)
+    every: float | None = None  # seconds
+    group_by: tuple[str, ...] = ("host", "caller", "subject")
+    examples: int = 1
+
+
+@dataclass(frozen=True)
+class Config:
+    path: str
+    state_dir: str = DEFAULT_STATE_DIR
+    start: str = "now"
+    destinations: dict[str, Destination] = field(default_factory=dict)
+    rules: tuple[Rule, ...] = ()
+    digests: dict[str, Digest] = field(default_factory=dict)
+
+
+class _Where:
+    """Finds the line of ``table``/``key`` in the text, for error messages."""
+
+    def __init__(self, text: str) -> None:
+        self.lines = text.splitlines()
+
+    def line(self, table: str, key: str | None = None, index: int = 0) -> int:
+        header = None
+        seen = -1
+        for n, raw in enumerate(self.lines, 1):
+            s = raw.split("#", 1)[0].strip()
+            if s.startswith("["):
+                name = s.strip("[] ")
+                if name == table:
+                    seen += 1
+                    if seen == index:
+                        header = n
+                        continue
+                if header is not None:
+                    break
+            elif (header is not None or table == "") and key is not None:
+                if re.match(rf'"?{re.escape(key)}"?\s*=', s):
+                    return n
+        return header or 1
+
+
+def duration(text: object) -> float:
+    """Seconds from ``30``, ``"30s"``, ``"5m"``, ``"1h"``, ``"2d"``.
+
+    >>> duration("90s"), duration("1h"), duration(5), duration("1.5m")
+    (90.0, 3600.0, 5.0, 90.0)
+    """
+    if isinstance(text, (int, float)) and not isinstance(text, bool) and text > 0:
+        return float(text)
+    if isinstance(text, str):
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text)
+        if m and float(m.group(1)) > 0:
+            return float(m.group(1)) * UNITS[m.group(2) or "s"]
+    raise ValueError(f"want a duration such as 30s, 5m, 1h or 2d, not {text!r}")
+
+
+def glob_regex(text: str) -> re.Pattern[str]:
+    """A glob (any case) or ``/regex/`` as a compiled pattern matched against the whole value
+    (a regex is searched: it may match anywhere).
+
+    >>> bool(glob_regex("Cron*").fullmatch("cron <root@h>")), bool(glob_regex("/^Cron /").search("Cron x"))
+    (True, True)
+    """
+    if len(text) >= 2 and text.startswith("/") and text.endswith("/"):
+        return re.compile(text[1:-1])
+    out = ""
+    for c in text:
+        out += {"*": ".*", "?": "."}.get(c, re.escape(c))
+    return re.compile(out, re.IGNORECASE | re.DOTALL)
+
+
+def load(path: str = DEFAULT_PATH) -> Config:
+    """The configuration in ``path``; ConfigError (exit 78) naming the key and the line."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ConfigError(f"{path}: {e.strerror or e}") from None
+    try:
+        text = data.decode("utf-8")
+        doc = tomllib.loads(text)
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    return parse(doc, path, text)
+
+
+def parse(doc: dict[str, Any], path: str, text: str = "") -> Config:
+    where = _Where(text)
+
+    def bad(table: str, key: str | None, why: str, index: int = 0) -> ConfigError:
+        shown = ".".join(p for p in (table, key) if p)
+        if table == "rule":
+            shown = f"rule[{index + 1}]" + (f".{key}" if key else "")
+        return ConfigError(f"{path}:{where.line(table, key.split('.')[0] if key else None, index)}: "
+                           f"{shown}: {why}")
+
+    known_top = set(TOP_KEYS)
+    for k in doc:
+        if k not in known_top:
+            raise bad("", k, f"unknown key (known: {', '.join(sorted(known_top))})")
+    state_dir = doc.get("state_dir", DEFAULT_STATE_DIR)
+    if not isinstance(state_dir, str) or not state_dir.startswith("/"):
+        raise bad("", "state_dir", "want an absolute path")
+    source = _table(doc, "source", bad)
+    for k in source:
+        if k not in SOURCE_KEYS:
+            raise bad("source", k, "unknown key (known: start)")
+    start = source.get("start", "now")
+    if start not in ("now", "all"):
+        raise bad("source", "start", 'want "now" or "all"')
+
+    digests: dict[str, Digest] = {}
+    for name, d in _table(doc, "digest", bad).items():
+        digests[name] = _digest(name, d, lambda k, why, n=name: bad(f"digest.{n}", k, why))
+    dests: dict[str, Destination] = {}
+    for name, d in _table(doc, "destination", bad).items():
+        dests[name] = _destination(name, d, lambda k, why, n=name: bad(f"destination.{n}", k, why))
+    for name, d in dests.items():
+        if d.overflow is not None and d.overflow not in digests:
+            raise bad(f"destination.{name}", "overflow", f"no [digest.{d.overflow}]")
+    for name, g in digests.items():
+        for t in g.to:
+            if t not in dests:
+                raise bad(f"digest.{name}", "to", f"no [destination.{t}]")
+
+    rules_doc = doc.get("rule", [])
+    if not isinstance(rules_doc, list):
+        raise bad("", "rule", "want [[rule]] tables")
+    rules = []
+    for i, r in enumerate(rules_doc):
+        rules.append(_rule(i, r, dests, digests, lambda k, why, i=i: bad("rule", k, why, i)))
+    return Config(path=path, state_dir=state_dir, start=start, destinations=dests, rules=tuple(rules),
+                  digests=digests)
+
+
+def _table(doc: dict[str, Any], name: str, bad: Any) -> dict[str, Any]:
+    t = doc.get(name, {})
+    if not isinstance(t, dict):
+        raise bad("", name, "want a table")
+    return t
+
+
+def _strings(value: object) -> tuple[str, ...] | None:
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    return None
+
+
+def _rule(i: int, r: Any, dests: dict[str, Destination], digests: dict[str, Digest], bad: Any) -> Rule:
+    if not isinstance(r, dict):
+        raise bad(None, "want a table")
+    known = set(RULE_KEYS)
+    for k in r:
+        if k not in known:
+            raise bad(k, f"unknown key (known: {', '.join(sorted(known))})")
+    name = r.get("name", f"rule {i + 1}")
+    if not isinstance(name, str):
+        raise bad("name", "want a string")
+    match_doc = r.get("match", {})
+    if not isinstance(match_doc, dict):
+        raise bad("match", "want a table such as { caller = \"sudo\" }")
+    match = []
+    for k, v in match_doc.items():
+        if k not in MATCH_KEYS:
+            raise bad(f"match.{k}", f"unknown match key (known: {', '.join(MATCH_KEYS)})")
+        values = _strings(v) if not isinstance(v, int) else (str(v),)
+        if isinstance(v, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in v) and v:
+            values = tuple(str(x) for x in v)
+        if values is None:
+            raise bad(f"match.{k}", "want a string, a /regex/ or a list of them")
+        pats = []
+        for t in values:
+            try:
+                pats.append(Pattern(t, glob_regex(t)))
+            except re.error as e:
+                raise bad(f"match.{k}", f"bad regular expression {t!r}: {e}") from None
+        match.append((k, tuple(pats)))
+    route = r.get("route", [])
+    route_t = _strings(route) if route != [] else ()
+    if route_t is None:
+        raise bad("route", "want a list of destination names")
+    for d in route_t:
+        if d not in dests:
+            raise bad("route", f"no [destination.{d}]")
+    digest = r.get("digest")
+    if digest is not None and (not isinstance(digest, str) or digest not in digests):
+        raise bad("digest", f"no [digest.{digest}]")
+    action = r.get("action")
+    if action not in (None, "drop"):
+        raise bad("action", 'the only action is "drop"')
+    cont = r.get("continue", False)
+    if not isinstance(cont, bool):
+        raise bad("continue", "want true or false")
+    if action == "drop" and (route_t or digest):
+        raise bad("action", "a rule that drops routes nowhere")
+    if action is None and not route_t and digest is None:
+        raise bad(None, 'wants route = […], digest = "NAME" or action = "drop"')
+    return Rule(name=name, match=tuple(match), route=route_t, digest=digest, drop=action == "drop", cont=cont)
+
+
+def _number_or(d: dict[str, Any], key: str, default: float, bad: Any) -> float:
+    if key not in d:
+        return default
+    try:
+        return duration(d[key])
+    except ValueError as e:
+        raise bad(key, str(e)) from None
+
+
+def _rate(d: dict[str, Any], bad: Any) -> RateLimit | None:
+    v = d.get("rate_limit")
+    if v is None:
+        return None
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d*\.?\d*[smhdw]?)\s*", v) if isinstance(v, str) else None
+    if not m or int(m.group(1)) < 1:
+        raise bad("rate_limit", 'want "N/period", such as "10/1h"')
+    try:
+        period = duration(m.group(2) or "1")
+    except ValueError as e:
+        raise bad("rate_limit", str(e)) from None
+    return RateLimit(int(m.group(1)), period)
+
+
+def _destination(name: str, d: Any, bad: Any) -> Destination:
+    if not isinstance(d, dict):
+        raise bad(None, "want a table")
+    kind = d.get("type")
+    common, smtp_keys, hook_keys = set(COMMON_KEYS), set(SMTP_KEYS), set(WEBHOOK_KEYS)
+    if kind not in ("smtp", "webhook"):
+        raise bad("type", 'want "smtp" or "webhook"')
+    known = common | (smtp_keys if kind == "smtp" else hook_keys)
+    for k in d:
+        if k not in known:
+            raise bad(k, f"unknown key for type {kind} (known: {', '.join(sorted(known))})")
+    url = d.get("url")
+    if not isinstance(url, str):
+        raise bad("url", "missing or not a string")
+    overflow = d.get("overflow")
+    if overflow is not None and not isinstance(overflow, str):
+        raise bad("overflow", "want a digest name")
+    rate = _rate(d, bad)
+    if overflow is not None and rate is None:
+        raise bad("overflow", "needs rate_limit")
+    base: dict[str, Any] = dict(name=name, type=kind, url=url, timeout=_number_or(d, "timeout", 30.0, bad),
+                                max_age=_number_or(d, "max_age", 86400.0, bad), rate_limit=rate, overflow=overflow)
+    if kind == "webhook":
+        m = re.fullmatch(r"(https?)://([^/:]+|\[[^]]+\])(?::(\d+))?(/.*)?", url)
+        if not m:
+            raise bad("url", "want http://HOST[:PORT]/PATH or https://…")
+        fmt = d.get("format", "json")
+        if fmt not in ("json", "ntfy", "slack"):
+            raise bad("format", 'want "json", "ntfy" or "slack"')
+        headers = d.get("headers", {})
+        if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+            raise bad("headers", "want a table of strings")
+        return Destination(**base, format=fmt, headers=tuple(headers.items()))
+    m = re.fullmatch(r"(smtp|smtp\+starttls|smtps)://([^/:]+|\[[^]]+\])(?::(\d+))?/?", url)
+    if not m:
+        raise bad("url", "want smtp://HOST[:PORT], smtp+starttls://HOST[:PORT] or smtps://HOST[:PORT]")
+    scheme, host = m.group(1), m.group(2).strip("[]")
+    port = int(m.group(3)) if m.group(3) else SCHEMES[scheme]
+    sender = d.get("from")
+    if not isinstance(sender, str) or "@" not in sender:
+        raise bad("from", "want the forwarder's address, such as journal-mail@loghost.example.org")
+    to = _strings(d.get("to"))
+    if to is None:
+        raise bad("to", "want a list of addresses")
+    mode = d.get("mode", "wrap")
+    if mode not in ("wrap", "resend"):
+        raise bad("mode", 'want "wrap" or "resend"')
+    user, pw = d.get("username"), d.get("password_file")
+    if (user is None) != (pw is None) or not all(isinstance(v, str) for v in (user or "", pw or "")):
+        raise bad("password_file" if user is not None else "username", "username and password_file go together")
+    if pw is not None and not pw.startswith("/"):
+        raise bad("password_file", "want an absolute path")
+    if user is not None and scheme == "smtp" and host not in ("localhost", "127.0.0.1", "::1"):
+        raise bad("username", "AUTH over plain smtp:// would send the password in clear: use smtp+starttls:// "
+                  "or smtps://")
+    cafile = d.get("cafile")
+    if cafile is not None and not isinstance(cafile, str):
+        raise bad("cafile", "want a path")
+    return Destination(**base, scheme=scheme, host=host, port=port, username=user, password_file=pw, sender=sender,
+                       to=to, mode=mode, cafile=cafile)
+
+
+def _digest(name: str, d: Any, bad: Any) -> Digest:
+    if not isinstance(d, dict):
+        raise bad(None, "want a table")
+    known = set(DIGEST_KEYS)
+    for k in d:
+        if k not in known:
+            raise bad(k, f"unknown key (known: {', '.join(sorted(known))})")
+    to = _strings(d.get("to"))
+    if to is None:
+        raise bad("to", "want a list of destination names")
+    at = None
+    every = None
+    if ("at" in d) == ("every" in d):
+        raise bad("at", 'give one of at = "HH:MM" and every = "1h"')
+    if "at" in d:
+        m = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", str(d["at"]))
+        if not m:
+            raise bad("at", 'want "HH:MM"')
+        at = (int(m.group(1)), int(m.group(2)))
+    else:
+        every = _number_or(d, "every", 3600.0, bad)
+    group_by = _strings(d.get("group_by", ["host", "caller", "subject"]))
+    if group_by is None or any(g not in GROUP_KEYS for g in group_by):
+        raise bad("group_by", f"want a list of {', '.join(GROUP_KEYS)}")
+    examples = d.get("examples", 1)
+    if not isinstance(examples, int) or isinstance(examples, bool) or not 0 <= examples <= 10:
+        raise bad("examples", "want a number from 0 to 10")
+    return Digest(name=name, to=to, at=at, every=every, group_by=group_by, examples=examples)

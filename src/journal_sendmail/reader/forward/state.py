@@ -1,0 +1,182 @@
+"""State: what each destination and digest has done, under state_dir, surviving SIGKILL.
+
+One directory per consumer (``dest-NAME``, ``digest-NAME``):
+``state.json`` (the journal cursor per sending host, retries, rate-limit
+window, digest due time), replaced atomically (temp file, rename); and
+``delivered``, an append-only list of the mails done (MAIL_ID and sender),
+written before the cursor moves, so that a crash between the relay's 250 and
+the cursor costs at most that one mail again, and an upload sent twice is
+sent on once.  Both are fsync'ed at the end of each batch.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+from typing import Any
+
+from ...errors import JournalSendmailError
+
+DELIVERED_MEMORY = 50_000  # keys kept; a duplicate upload comes within minutes, not 50,000 mails later
+
+
+class StateError(JournalSendmailError):
+    """The state directory cannot be used."""
+
+    code = 73  # EX_CANTCREAT
+    tag = "state"
+
+
+class Busy(JournalSendmailError):
+    """Another forwarder holds the state directory."""
+
+    code = 75
+    tag = "busy"
+
+
+def lock(state_dir: str) -> int:
+    """Hold state_dir for this process (released by the kernel, even on SIGKILL)."""
+    try:
+        os.makedirs(state_dir, mode=0o700, exist_ok=True)
+        fd = os.open(os.path.join(state_dir, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        own(os.path.join(state_dir, "lock"), state_dir)
+    except OSError as e:
+        raise StateError(f"state directory {state_dir}: {e.strerror or e}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise Busy(f"another journal-mail forward is using {state_dir}") from None
+    return fd
+
+
+def own(path: str, like: str) -> None:
+    """Root running the forwarder by hand keeps the files the service's (dynamic) user owns its own.
+
+    Without this, a state file replaced by a root run would be unreadable to
+    the unprivileged service afterwards.
+    """
+    if os.geteuid() != 0:
+        return
+    st = os.stat(like)
+    if st.st_uid != 0 or st.st_gid != 0:
+        os.chown(path, st.st_uid, st.st_gid)
+
+
+def safe_name(name: str) -> str:
+    """A file name for a consumer.
+
+    >>> safe_name("ops"), safe_name("../x y")
+    ('ops', '.._x_y')
+    """
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name).lstrip("/")
+
+
+class State:
+    """The state of one consumer."""
+
+    def __init__(self, state_dir: str, kind: str, name: str) -> None:
+        self.dir = os.path.join(state_dir, f"{kind}-{safe_name(name)}")
+        try:
+            os.makedirs(self.dir, mode=0o700, exist_ok=True)
+            own(self.dir, state_dir)
+        except OSError as e:
+            raise StateError(f"{self.dir}: {e.strerror or e}") from None
+        self.path = os.path.join(self.dir, "state.json")
+        self.data: dict[str, Any] = {}
+        self.dirty = False  # data changed since state.json was last written
+        self.unsynced = False  # written (state.json or the delivered list) since the last fsync
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                self.data = json.load(f)
+        except FileNotFoundError:
+            self.data = {}
+        except (OSError, ValueError) as e:
+            raise StateError(f"{self.path}: unreadable ({e}); move it away to start this destination afresh") from None
+        self.data.setdefault("cursors", {})
+        self.data.setdefault("retry", {})
+        self.delivered: dict[str, None] = {}
+        self._delivered_path = os.path.join(self.dir, "delivered")
+        try:
+            with open(self._delivered_path, encoding="utf-8") as f:
+                for line in f:
+                    if line.endswith("\n"):
+                        self.delivered[line[:-1]] = None
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise StateError(f"{self._delivered_path}: {e.strerror or e}") from None
+        while len(self.delivered) > DELIVERED_MEMORY:
+            del self.delivered[next(iter(self.delivered))]
+        self._log = open(self._delivered_path, "a", encoding="utf-8")
+        own(self._delivered_path, self.dir)
+        self._lines = len(self.delivered)
+
+    @property
+    def initialized(self) -> bool:
+        return bool(self.data.get("initialized"))
+
+    def cursor(self, host: str) -> str | None:
+        c = self.data["cursors"].get(host)
+        return c if isinstance(c, str) else None
+
+    def set_cursor(self, host: str, cursor: str) -> None:
+        self.data["cursors"][host] = cursor
+        self.dirty = True
+
+    def done(self, key: str) -> None:
+        """Remember that ``key`` was delivered (before the cursor moves past it)."""
+        self._log.write(key + "\n")
+        self._log.flush()
+        self.unsynced = True
+        self._lines += 1
+        self.delivered[key] = None
+        if len(self.delivered) > DELIVERED_MEMORY:
+            del self.delivered[next(iter(self.delivered))]
+        self.data["retry"].pop(key, None)
+
+    def save(self, durable: bool = False) -> None:
+        """Write state.json atomically if it changed; ``durable``: and fsync what was written since
+        the last durable save (nothing at all when nothing changed: an idle service writes nothing)."""
+        if durable and not (self.dirty or self.unsynced):
+            return
+        if durable:
+            os.fsync(self._log.fileno())
+            if self._lines > 2 * DELIVERED_MEMORY:
+                self._compact()
+        if self.dirty or durable:
+            tmp = self.path + ".tmp"
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(self.data, f, separators=(",", ":"))
+                if durable:
+                    f.flush()
+                    os.fsync(f.fileno())
+            own(tmp, self.dir)
+            os.replace(tmp, self.path)
+            self.unsynced = not durable
+        if durable:
+            dfd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+            self.unsynced = False
+        self.dirty = False
+
+    def _compact(self) -> None:
+        tmp = self._delivered_path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.writelines(k + "\n" for k in self.delivered)
+            f.flush()
+            os.fsync(f.fileno())
+        own(tmp, self.dir)
+        os.replace(tmp, self._delivered_path)
+        self._log.close()
+        self._log = open(self._delivered_path, "a", encoding="utf-8")
+        self._lines = len(self.delivered)
+
+    def close(self) -> None:
+        self.save(durable=True)
+        self._log.close()
