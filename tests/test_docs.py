@@ -30,7 +30,8 @@ def test_every_config_key_is_documented() -> None:
 def _fields_written_by_the_sender() -> set[str]:
     src = ROOT / "src" / "journal_sendmail"
     names: set[str] = set()
-    for module in ("record.py", "spool.py", "options.py", "caller.py", "headers.py", "smtp.py"):
+    for module in ("record.py", "spool.py", "options.py", "caller.py", "headers.py", "smtp.py", "cli.py",
+                   "journal.py", "deliver.py"):
         path = src / module
         if path.exists():
             names |= set(re.findall(r'"(MAIL_[A-Z0-9_]+)"', path.read_text()))
@@ -45,5 +46,5 @@ def test_every_field_is_documented() -> None:
 
 def test_every_message_id_is_documented() -> None:
     page = (ROOT / "man" / "journal-sendmail.8").read_text()
-    for mid in (record.MSG_MAIL, record.MSG_PART, record.MSG_REFUSED, record.MSG_SPOOL):
+    for mid in (record.MSG_MAIL, record.MSG_PART, record.MSG_REFUSED, record.MSG_SPOOL, record.MSG_CONFIG):
         assert mid[:8] in page, mid
