@@ -94,14 +94,15 @@ def ensure_root() -> Path:
         # Each boot gets the machine id nspawn passes (--uuid): two hosts differ.
         (tmp / "etc/machine-id").write_text("")
         (tmp / "etc/hostname").unlink(missing_ok=True)
-        # nothing on a console nobody reads
+        # no getty on a console nobody reads, no timer starting apt or fstrim mid-test
         for unit in ("console-getty.service", "getty@tty1.service", "apt-daily.timer",
                      "apt-daily-upgrade.timer", "man-db.timer", "e2scrub_all.timer", "fstrim.timer"):
             os.symlink("/dev/null", tmp / "etc/systemd/system" / unit)
-        (tmp / ".complete").write_text(" ".join(PACKAGES) + "\n")
-        if ROOT.exists():
-            shutil.rmtree(ROOT)
-        tmp.rename(ROOT)
+        (tmp / ".complete").write_text(" ".join((*PACKAGES, MTA)) + "\n")
+        if not (ROOT / ".complete").exists():  # else another run made it meanwhile, and may be using it
+            if ROOT.exists():
+                shutil.rmtree(ROOT)
+            tmp.rename(ROOT)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
