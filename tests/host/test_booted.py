@@ -72,6 +72,10 @@ done""", timeout=300)
     assert len({e["MAIL_SUBJECT"] for e in found}) == 1000
 
 
+def _journald(host: Host) -> str:
+    return host.sh("systemctl show -p MainPID --value systemd-journald.service").stdout.strip()
+
+
 def _count(host: Host, path: str) -> int:
     return int(host.sh(f"cat {path} 2>/dev/null | wc -l").stdout)
 
@@ -93,11 +97,16 @@ wait
         deadline = time.monotonic() + 120
         while _count(host, "/tmp/codes") < 200 and time.monotonic() < deadline:
             time.sleep(0.1)
+        pids = [_journald(host)]
         host.sh("systemctl restart systemd-journald.service")
+        pids.append(_journald(host))
         while _count(host, "/tmp/codes") < 500 and time.monotonic() < deadline:
             time.sleep(0.1)
         host.sh("systemctl kill -s SIGKILL systemd-journald.service")
+        sent_by_then = _count(host, "/tmp/codes")
         out, _ = senders.communicate(timeout=300)
+        host.wait_for("systemctl is-active systemd-journald.service", what="journald back after SIGKILL")
+        pids.append(_journald(host))
     finally:
         if senders.poll() is None:
             senders.kill()
@@ -109,6 +118,7 @@ wait
     host.wait_for("test -z \"$(ls /var/spool/journal-sendmail)\"", timeout=60, what="the spool to be flushed")
     found = host.wait_entries(MAIL, "MAIL_RCPT=storm@example.org", count=1000, timeout=60,
                               fields=("MAIL_SUBJECT", "MAIL_SPOOLED"))
+    assert len(set(pids)) == 3 and sent_by_then < 1000, (pids, sent_by_then)  # really three journalds, mid-burst
     subjects = collections.Counter(e["MAIL_SUBJECT"] for e in found)
     spooled = sum(1 for e in found if e.get("MAIL_SPOOLED") == "yes")
     print(f"\n1,000 mails from 10 senders, journald restarted and SIGKILLed: {len(found)} entries, "
