@@ -109,3 +109,61 @@ def test_the_empty_datagram_makes_no_entry(journald: Journald, sendmail: Any) ->
             and "SYSLOG_IDENTIFIER" in e and one(e["SYSLOG_IDENTIFIER"]) == b"sendmail"]
     assert len(ours) == 5
     assert all(one(e["MESSAGE_ID"]) == MSG_MAIL.encode() for e in ours)
+
+
+SPOOL = Path("/var/spool/journal-sendmail")
+
+
+def _start_sender(bindir: Path, env: dict[str, str], subject: str) -> subprocess.Popen[bytes]:
+    p = subprocess.Popen([str(bindir / "sendmail"), "-v", "root"], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert p.stdin is not None
+    p.stdin.write(f"Subject: {subject}\n\nx\n".encode())
+    p.stdin.close()
+    p.stdin = None
+    return p
+
+
+def _empty_spool() -> None:
+    subprocess.run(["find", str(SPOOL), "-mindepth", "1", "-delete"], check=True)
+    SPOOL.chmod(0o1733)
+
+
+def test_an_entry_lost_by_a_killed_journald_is_spooled(journald: Journald, bindir: Path, config_file: Any) -> None:
+    """journald took the entry and died before writing it (SIGKILL, a
+    watchdog abort): the next journald takes the empty datagram as usual, so
+    only the journal can tell; the sender asks it and spools the mail."""
+    _empty_spool()
+    env = config_file("timeout = 60\n")
+    journald.kill()  # the socket (systemd's, here the harness's) stays
+    p = _start_sender(bindir, env, "taken and lost")
+    assert journald.held is not None
+    journald.held.settimeout(30)
+    taken = journald.held.recv(1 << 20)  # what a journald killed while handling it took
+    assert b"taken and lost" in taken
+    journald.start()  # the next journald: takes the empty datagram
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    assert b"spooled as" in err and b"restarted" in err, err
+    assert journald.entries(MAIL) == []
+    q = subprocess.run([str(bindir / "sendmail"), "-q"], capture_output=True, env={"PATH": "/usr/bin:/bin"})
+    assert q.returncode == 0, q.stderr
+    entries = journald.entries(MAIL, wait_for=1)
+    assert [(one(e["MAIL_SUBJECT"]), one(e["MAIL_SPOOLED"])) for e in entries] == [(b"taken and lost", b"yes")]
+
+
+def test_entries_queued_across_a_journald_restart_are_not_spooled(
+    journald: Journald, bindir: Path, config_file: Any
+) -> None:
+    """Another journald answered, but it has the entry: nothing to spool."""
+    _empty_spool()
+    env = config_file("timeout = 60\n")
+    journald.kill()
+    p = _start_sender(bindir, env, "queued across a restart")
+    time.sleep(1)  # not an assertion: time for the sender to queue its entry and wait
+    journald.start()
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 0 and b"stored in the journal" in err, err
+    entries = journald.entries(MAIL, wait_for=1)
+    assert [one(e["MAIL_SUBJECT"]) for e in entries] == [b"queued across a restart"]
+    assert [n for n in SPOOL.iterdir() if not n.name.startswith(".")] == []

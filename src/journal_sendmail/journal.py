@@ -43,6 +43,35 @@ def _siocoutq() -> int:
     return termios.TIOCOUTQ
 
 
+def _instance(path: str) -> int | None:
+    """Which journald serves ``path``: the inode of the varlink socket it
+    binds anew next to it at every start (None when there is none).  The
+    native socket itself is systemd's and outlives journald's restarts."""
+    try:
+        return posix.stat(path.rpartition("/")[0] + "/io.systemd.journal").st_ino
+    except OSError:
+        return None
+
+
+def _mail_id(payload: bytes) -> bytes:
+    """The MAIL_ID value of an encoded entry (b"" when it has none).  Record
+    writes it among the first fields, so only the head is searched.
+
+    >>> from .record import encode
+    >>> _mail_id(encode([("MESSAGE", b"m"), ("MAIL_ID", b"abc"), ("MAIL_RAW", b"x")]))
+    b'abc'
+    >>> _mail_id(encode([("MAIL_ID", b"first")])), _mail_id(encode([("MESSAGE", b"m")]))
+    (b'first', b'')
+    """
+    head = payload[:8192]
+    at = head.find(b"\nMAIL_ID\n")
+    start = at + 9 if at >= 0 else (8 if head.startswith(b"MAIL_ID\n") else -1)
+    if start < 0:
+        return b""
+    size = int.from_bytes(head[start:start + 8], "little")
+    return head[start + 8:start + 8 + size]
+
+
 class Journal:
     """A connection to journald's native socket; every send shares a deadline."""
 
@@ -52,6 +81,8 @@ class Journal:
         self.deadline = time.monotonic() + timeout
         self.sock: _socket.socket | None = None
         self.unconfirmed = False  # an entry was sent that journald may not have handled yet
+        self.instance = _instance(path)
+        self.sent: dict[bytes, int] = {}  # entries sent, by MAIL_ID
 
     def _connect(self) -> _socket.socket:
         if self.sock is None:
@@ -88,13 +119,13 @@ class Journal:
             if len(payload) <= DATAGRAM_MAX:
                 try:
                     sock.send(payload)
-                    self.unconfirmed = True
+                    self._sent(payload)
                     return
                 except OSError as e:
                     if e.errno not in (errno.EMSGSIZE, errno.ENOBUFS):
                         raise
             self._send_memfd(sock, payload)
-            self.unconfirmed = True
+            self._sent(payload)
         except OSError as e:
             self.unconfirmed = False  # this one goes to the spool; no use waiting
             raise JournalError(self._reason(e)) from None
@@ -110,6 +141,29 @@ class Journal:
             sock.sendmsg([], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fd.to_bytes(4, "little", signed=True))])
         finally:
             posix.close(fd)
+
+    def _sent(self, payload: bytes) -> None:
+        self.unconfirmed = True
+        key = _mail_id(payload)
+        self.sent[key] = self.sent.get(key, 0) + 1
+
+    def confirm(self) -> None:
+        """Wait until journald has handled what was sent (see wait_handled);
+        raise JournalError when it may have lost it.
+
+        A journald killed (SIGKILL, a watchdog abort) after it took an entry
+        and before it wrote it loses that entry, and the sender cannot see it
+        on the socket: the next journald takes the empty datagram as usual.
+        So when another journald answered than the one that was there at
+        the start, the journal itself is asked (rare, ~20 ms): every entry of
+        this process must be there, or the caller spools the mail.
+        """
+        if not self.wait_handled() or self.instance is None or _instance(self.path) == self.instance:
+            return
+        missing = _missing(self.path, self.sent)
+        if missing:
+            raise JournalError(f"journal {self.path}: journald restarted while it handled the mail, "
+                               f"and {missing} of its entries are not in the journal")
 
     def wait_handled(self) -> bool:
         """Wait, until the deadline at most, until journald has handled every
@@ -166,6 +220,33 @@ class Journal:
             self.wait_handled()
             self.sock.close()
             self.sock = None
+
+
+def _missing(path: str, sent: dict[bytes, int]) -> int:
+    """How many of the entries ``sent`` (by MAIL_ID) by this process the
+    journal behind ``path`` lacks; all of them when it cannot be read."""
+    try:
+        from systemd import journal  # type: ignore[import-not-found, import-untyped, unused-ignore]
+    except ImportError:
+        return sum(sent.values())
+    directory = path.rpartition("/")[0]
+    name = directory.rpartition("/")[2]
+    namespace = name.partition(".")[2] if name.startswith("journal.") else None
+    found: dict[bytes, int] = {}
+    try:
+        reader = journal.Reader(namespace=namespace) if namespace else journal.Reader()
+        try:
+            reader.this_boot()
+            reader.add_match(_PID=str(posix.getpid()))
+            reader.data_threshold = 64
+            for entry in reader:
+                key = str(entry.get("MAIL_ID", "")).encode()
+                found[key] = found.get(key, 0) + 1
+        finally:
+            reader.close()
+    except OSError:
+        return sum(sent.values())
+    return sum(max(0, n - found.get(key, 0)) for key, n in sent.items())
 
 
 def write_mail(send: Sender, fields: Fields, parts: Iterable[Fields]) -> None:
