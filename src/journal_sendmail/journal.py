@@ -223,30 +223,37 @@ class Journal:
 
 
 def _missing(path: str, sent: dict[bytes, int]) -> int:
-    """How many of the entries ``sent`` (by MAIL_ID) by this process the
-    journal behind ``path`` lacks; all of them when it cannot be read."""
+    """How many of the mail entries ``sent`` (counted by MAIL_ID) the
+    journal behind ``path`` lacks; all of them when it cannot be read.
+    Matched by MAIL_ID alone: an entry that came without credentials has
+    no _PID, and an earlier copy of the same mail (re-injected from the
+    spool) is as good."""
+    wanted = {key: n for key, n in sent.items() if key}  # entries without MAIL_ID are no mail
+    if not wanted:
+        return 0
     try:
         from systemd import journal  # type: ignore[import-not-found, import-untyped, unused-ignore]
     except ImportError:
-        return sum(sent.values())
+        return sum(wanted.values())
     directory = path.rpartition("/")[0]
     name = directory.rpartition("/")[2]
     namespace = name.partition(".")[2] if name.startswith("journal.") else None
-    found: dict[bytes, int] = {}
+    missing = 0
     try:
         reader = journal.Reader(namespace=namespace) if namespace else journal.Reader()
         try:
-            reader.this_boot()
-            reader.add_match(_PID=str(posix.getpid()))
-            reader.data_threshold = 64
-            for entry in reader:
-                key = str(entry.get("MAIL_ID", "")).encode()
-                found[key] = found.get(key, 0) + 1
+            reader.data_threshold = 64  # MAIL_ID=<32 hex> is all that is read
+            for key, n in wanted.items():
+                reader.flush_matches()
+                reader.add_match(MAIL_ID=key.decode("ascii", "replace"))
+                found = sum(1 for _ in reader)
+                missing += max(0, n - found)
+                reader.seek_head()
         finally:
             reader.close()
     except OSError:
-        return sum(sent.values())
-    return sum(max(0, n - found.get(key, 0)) for key, n in sent.items())
+        return sum(wanted.values())
+    return missing
 
 
 def write_mail(send: Sender, fields: Fields, parts: Iterable[Fields]) -> None:
