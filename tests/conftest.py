@@ -56,7 +56,11 @@ def bindir() -> Iterator[Path]:
         (d / "journal-sendmail").symlink_to(target)
     else:
         target = d / "journal-sendmail"
-        text = LAUNCHER.read_text().replace('"/usr/lib/python3/dist-packages"', repr(str(SRC)))
+        # the source tree first; python-systemd from Debian's directory after it
+        # (the sender reads the journal back after a journald restart)
+        text = LAUNCHER.read_text().replace(
+            'sys.path.append("/usr/lib/python3/dist-packages")',
+            f'sys.path.append({str(SRC)!r})\nsys.path.append("/usr/lib/python3/dist-packages")')
         target.write_text(text)
         target.chmod(0o755)
     for name in ("sendmail", "mailq", "newaliases", "runq"):

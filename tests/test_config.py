@@ -1,4 +1,5 @@
-"""Configuration: defaults, every key, and errors that name the key."""
+"""Configuration: defaults, every key, and errors that name the key; a bad
+key falls back to its built-in default and the others are kept."""
 
 from __future__ import annotations
 
@@ -62,16 +63,64 @@ ERRORS = [
 
 
 @pytest.mark.parametrize(("line", "key"), ERRORS)
-def test_errors_name_the_key(line: str, key: str) -> None:
+def test_a_bad_key_falls_back_to_its_default_and_the_others_are_kept(line: str, key: str) -> None:
+    others = {"identifier": "kept", "spool_max_size": "10M"} if key != "identifier" else {"spool_max_size": "10M"}
+    text = "".join(f"{k} = {v}\n" for k, v in others.items())
+    cfg = config.parse(f"[journal-sendmail]\n{text}{line}\n", "/etc/journal-sendmail.conf")
+    assert [k for k, _ in cfg.problems] == [key]
+    assert key in cfg.error and "/etc/journal-sendmail.conf" in cfg.error and "\n" not in cfg.error
+    assert cfg.spool_max_size == 10 << 20
+    assert cfg.identifier == others.get("identifier", "sendmail")
+    defaults = config.Config()
+    if key in config.KEYS:
+        assert getattr(cfg, key) == getattr(defaults, key)
+        assert repr(getattr(defaults, key)).strip("'") in cfg.error  # says what it used instead
+
+
+@pytest.mark.parametrize(("line", "key"), ERRORS)
+def test_check_is_strict_and_names_the_key(line: str, key: str, tmp_path: Path) -> None:
+    p = tmp_path / "c.conf"
+    p.write_text(f"[journal-sendmail]\n{line}\n")
     with pytest.raises(ConfigError, match=key) as info:
-        config.parse(f"[journal-sendmail]\n{line}\n", "/etc/journal-sendmail.conf")
-    assert info.value.code == 78
-    assert "/etc/journal-sendmail.conf" in info.value.reason
+        config.check(str(p))
+    assert info.value.code == 78 and str(p) in info.value.reason
 
 
-def test_unknown_section() -> None:
-    with pytest.raises(ConfigError, match="unknown section"):
-        config.parse("[sendmail]\npriority = 3\n")
+def test_check_accepts_a_good_file_and_a_missing_default(tmp_path: Path) -> None:
+    p = tmp_path / "c.conf"
+    p.write_text("[journal-sendmail]\npriority = debug\n")
+    assert config.check(str(p)) == str(p)
+    assert "absent" in config.check(environ={}, default_path=str(tmp_path / "absent.conf"))
+    with pytest.raises(ConfigError, match="no such configuration file"):
+        config.check(str(tmp_path / "nope.conf"))
+
+
+def test_two_bad_keys_in_one_line() -> None:
+    cfg = config.parse("[journal-sendmail]\ntimeout = banana\npriority = loud\nfacility = local1\n")
+    assert [k for k, _ in cfg.problems] == ["timeout", "priority"]
+    assert (cfg.timeout, cfg.priority, cfg.facility) == (5.0, 6, 17)
+    assert cfg.error.count("\n") == 0 and "timeout" in cfg.error and "priority" in cfg.error
+
+
+def test_max_below_part_size_keeps_the_good_part_size() -> None:
+    cfg = config.parse("[journal-sendmail]\npart_size = 64K\nmax_size = 8K\n")
+    assert (cfg.part_size, cfg.max_size) == (64 * 1024, config.Config().max_size)
+    assert [k for k, _ in cfg.problems] == ["max_size"]
+
+
+@pytest.mark.parametrize("text", [
+    pytest.param("timeout = 3\n", id="no-section-header"),
+    pytest.param("[journal-sendmail]\ntimeout = 3\ntimeout = 4\n", id="duplicate-key"),
+], )
+def test_an_unparsable_file_means_all_defaults(text: str) -> None:
+    cfg = config.parse(text, "/etc/x.conf")
+    assert cfg.problems and cfg.problems[0][0] == "" and "/etc/x.conf" in cfg.error
+    assert config.replace(cfg, problems=()) == config.Config(path="/etc/x.conf")
+
+
+def test_unknown_section_is_ignored_and_the_real_one_used() -> None:
+    cfg = config.parse("[sendmail]\npriority = 3\n[journal-sendmail]\npriority = 5\n")
+    assert cfg.priority == 5 and "unknown section" in cfg.error
 
 
 def test_missing_default_file_means_defaults(tmp_path: Path) -> None:
@@ -84,9 +133,17 @@ def test_environment_names_the_file(tmp_path: Path) -> None:
     assert config.load(environ={config.ENV_PATH: str(p)}).priority == 7
 
 
-def test_named_missing_file_is_an_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="no such configuration file"):
-        config.load(environ={config.ENV_PATH: str(tmp_path / "nope.conf")})
+def test_named_missing_file_means_defaults_and_a_problem(tmp_path: Path) -> None:
+    cfg = config.load(environ={config.ENV_PATH: str(tmp_path / "nope.conf")})
+    assert "no such configuration file" in cfg.error
+    assert config.replace(cfg, problems=()) == config.Config()
+
+
+def test_unreadable_file_means_defaults_and_a_problem(tmp_path: Path) -> None:
+    p = tmp_path / "c.conf"
+    p.write_bytes(b"[journal-sendmail]\nidentifier = \xff\n")  # not UTF-8
+    cfg = config.load(str(p))
+    assert "cannot read" in cfg.error and cfg.identifier == "sendmail"
 
 
 def test_spool_limit_follows_max_size() -> None:

@@ -49,7 +49,7 @@ def test_every_field_is_documented() -> None:
 
 def test_every_message_id_is_documented() -> None:
     page = (ROOT / "man" / "journal-sendmail.8").read_text()
-    for mid in (record.MSG_MAIL, record.MSG_PART, record.MSG_REFUSED, record.MSG_SPOOL):
+    for mid in (record.MSG_MAIL, record.MSG_PART, record.MSG_REFUSED, record.MSG_SPOOL, record.MSG_CONFIG):
         assert mid[:8] in page, mid
 
 

@@ -206,12 +206,6 @@ def test_unprivileged_sender(journald: Journald, bindir: Path) -> None:
     assert one(f["MAIL_ENVELOPE_FROM"]) == b"nobody"
 
 
-def test_bad_configuration_exits_78_naming_the_key(journald: Journald, sendmail: Any, config_file: Any) -> None:
-    p = sendmail(["root"], b"x\n", env=config_file("part_size = lots\n"))
-    assert p.returncode == 78
-    assert b"part_size" in p.stderr and p.stderr.count(b"\n") == 1
-
-
 def test_configuration_is_used(journald: Journald, sendmail: Any, config_file: Any) -> None:
     env = config_file("identifier = mta\npriority = notice\nfacility = local1\nstore_text = no\n")
     p = sendmail(["-v", "root"], (DATA / "qp-latin1.eml").read_bytes(), env=env)

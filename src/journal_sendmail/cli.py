@@ -10,7 +10,16 @@ import sys
 
 from . import __version__
 from .config import Config
-from .errors import EX_OK, EX_SOFTWARE, EX_TEMPFAIL, EX_USAGE, InputError, JournalSendmailError, UsageError
+from .errors import (
+    EX_OK,
+    EX_SOFTWARE,
+    EX_TEMPFAIL,
+    EX_USAGE,
+    InputError,
+    JournalError,
+    JournalSendmailError,
+    UsageError,
+)
 from .options import Invocation
 
 TYPE_CHECKING = False
@@ -29,6 +38,7 @@ USAGE = """usage: sendmail [options] [--] [recipient ...]
   -bp, mailq    list the spool             -q        flush the spool
   -bi           newaliases (nothing to do) -bv       verify recipients
   -bV           version                    -v        say what was stored
+  --check-config [FILE]  check /etc/journal-sendmail.conf (or FILE): exit 0 or 78
 Every message goes into the systemd journal; nothing is sent.
 See journal-sendmail(8).
 """
@@ -92,6 +102,10 @@ def leave(code: int) -> NoReturn:
     posix._exit(code)
 
 
+# Modes that store mail: a bad configuration is reported in the journal too.
+STORING = ("deliver", "smtp", "flush")
+
+
 def run(args: list[str], environ: dict[str, str] | None) -> int:
     from . import config, options
 
@@ -99,9 +113,55 @@ def run(args: list[str], environ: dict[str, str] | None) -> int:
     try:
         inv = options.parse(args)
     except UsageError as e:
+        report_config(cfg, journal=False)
         return refused_usage(args, e, cfg)
+    if inv.mode == "check-config":
+        return check_config(inv, environ)
+    report_config(cfg, journal=inv.mode in STORING)
     handler: Callable[[Invocation, Config], int] = MODES[inv.mode]
     return handler(inv, cfg)
+
+
+def report_config(cfg: Config, journal: bool) -> None:
+    """A bad configuration never costs a mail: say once on stderr what was
+    not used, and (``journal``) log it as an entry of its own (c66f6fa4…)."""
+    if not cfg.problems:
+        return
+    say(f"{PROG}: {cfg.error}")
+    if journal:
+        config_error_entry(cfg)
+
+
+def config_error_entry(cfg: Config) -> None:
+    """The configuration error entry; best effort (the mail itself says it
+    too, in MAIL_CONFIG_ERROR)."""
+    from .journal import Journal
+    from .record import config_error_fields, encode
+
+    sink = Journal(cfg.socket, cfg.timeout)
+    try:
+        sink.send(encode(config_error_fields(cfg.identifier, cfg.facility, cfg.error,
+                                             [key for key, _ in cfg.problems])))
+    except JournalError:
+        pass
+    finally:
+        sink.close()
+
+
+def config_fields(cfg: Config) -> list[tuple[str, bytes]]:
+    """MAIL_CONFIG_ERROR for the mail's entry, when the configuration was bad."""
+    return [("MAIL_CONFIG_ERROR", cfg.error.encode("utf-8", "surrogateescape"))] if cfg.problems else []
+
+
+def check_config(inv: Invocation, environ: dict[str, str] | None) -> int:
+    """--check-config [FILE]: 0 and the file's name, or 78 and every problem."""
+    from . import config
+
+    if len(inv.recipients) > 1:
+        raise UsageError("--check-config takes at most one file")
+    checked = config.check(inv.recipients[0] if inv.recipients else None, environ)
+    say(f"{checked}: ok", fd=1)
+    return EX_OK
 
 
 def deliver(inv: Invocation, cfg: Config) -> int:
@@ -116,7 +176,7 @@ def deliver(inv: Invocation, cfg: Config) -> int:
         read_after_dot=not posix.isatty(0),
     )
     try:
-        sub = Submission.now(inv, raw)
+        sub = Submission.now(inv, raw, extra=config_fields(cfg))
         where = deliver.accept(sub, cfg)
     finally:
         raw.close()
@@ -139,7 +199,10 @@ def refused_usage(args: list[str], err: UsageError, cfg: Config) -> int:
         try:
             if raw.size:
                 inv = Invocation(argv=tuple(args), invoked_as=program_name(args[0] if args else "sendmail"))
-                deliver.accept(Submission.now(inv, raw, refused=err.reason), cfg)
+                if cfg.problems:
+                    config_error_entry(cfg)
+                sub = Submission.now(inv, raw, refused=err.reason, extra=config_fields(cfg))
+                deliver.accept(sub, cfg)
                 say(f"{PROG}: {err.reason} (the message on standard input was recorded as refused)")
                 return EX_USAGE
         finally:
@@ -205,7 +268,7 @@ def smtp(inv: Invocation, cfg: Config) -> int:
 
     def store(env: session.Envelope, raw: message.Raw, refused: str | None) -> str | None:
         envelope = replace(inv, recipients=tuple(env.recipients), sender=env.sender, extract=False)
-        sub = Submission.now(envelope, raw, refused=refused, extra=env.fields())
+        sub = Submission.now(envelope, raw, refused=refused, extra=env.fields() + config_fields(cfg))
         deliver.accept(sub, cfg)
         return None if sub.refused else sub.mail_id
 

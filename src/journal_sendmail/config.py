@@ -1,6 +1,9 @@
 """Configuration: /etc/journal-sendmail.conf read once into a frozen record.
 
-Nothing else in the program reads configuration files.
+Nothing else in the program reads configuration files.  A bad file never
+costs a mail: what cannot be used is replaced by the built-in default and
+listed in ``Config.problems``, for the caller to report; ``check`` is the
+strict reading (``journal-sendmail --check-config``).
 """
 
 from __future__ import annotations
@@ -47,6 +50,14 @@ class Config:
     spool: str = "/var/spool/journal-sendmail"
     spool_max_size: int = 0  # 0: max_size plus room for the metadata
     path: str = ""  # the file this was read from ("" for built-in defaults)
+    # (key, why) for each setting that could not be used ("" for the whole
+    # file): the built-in default is in its place
+    problems: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def error(self) -> str:
+        """The problems in one line ("" when there are none)."""
+        return "; ".join(why for _, why in self.problems)
 
     @property
     def spool_limit(self) -> int:
@@ -82,8 +93,11 @@ def _level(names: tuple[str, ...]) -> Callable[[str], int]:
 
 
 def _seconds(text: str) -> float:
-    value = float(text)
-    if not 0 < value <= 3600:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 3600:  # also NaN
         raise ValueError("want seconds, more than 0 and at most 3600")
     return value
 
@@ -138,7 +152,8 @@ def _only_comments(text: str) -> bool:
 
 
 def parse(text: str, path: str = "<string>") -> Config:
-    """Parse the text of a configuration file into a Config."""
+    """Parse the text of a configuration file into a Config; what cannot be
+    used keeps its built-in default and is listed in ``problems``."""
     if _only_comments(text):
         return Config(path=path)
     import configparser
@@ -147,28 +162,63 @@ def parse(text: str, path: str = "<string>") -> Config:
     try:
         cp.read_string(text, source=path)
     except configparser.Error as e:
-        raise ConfigError(f"{path}: {str(e).splitlines()[0]}") from None
+        return Config(path=path, problems=(("", f"{path}: {str(e).splitlines()[0]}; built-in defaults used"),))
+    problems: list[tuple[str, str]] = []
     for section in cp.sections():
         if section != SECTION:
-            raise ConfigError(f"{path}: unknown section [{section}] (want [{SECTION}])")
+            problems.append(("", f"{path}: unknown section [{section}] (want [{SECTION}]), ignored"))
+    defaults = Config()
     values: dict[str, object] = {}
     if cp.has_section(SECTION):
         for key, raw in cp.items(SECTION):
             parser = PARSERS.get(key)
             if parser is None:
-                raise ConfigError(f"{path}: unknown key {key!r}")
+                problems.append((key, f"{path}: unknown key {key!r}, ignored"))
+                continue
             try:
                 values[key] = parser(raw)
             except ValueError as e:
-                raise ConfigError(f"{path}: bad value for {key}: {raw!r} ({e})") from None
-    cfg = replace(Config(path=path), **values)  # type: ignore[arg-type]
-    if not PART_SIZE_MIN <= cfg.part_size <= PART_SIZE_MAX:
-        raise ConfigError(f"{path}: bad value for part_size: {cfg.part_size} (want 4K to 64M)")
-    if cfg.max_size > MAX_SIZE_CEILING:
-        raise ConfigError(f"{path}: bad value for max_size: {cfg.max_size} (want at most 1G)")
-    if cfg.max_size < cfg.part_size:
-        raise ConfigError(f"{path}: bad value for max_size: {cfg.max_size} (want at least part_size)")
-    return cfg
+                problems.append((key, f"{path}: bad value for {key}: {raw!r} ({e}); "
+                                      f"built-in default {getattr(defaults, key)!r} used"))
+    part_size = values.get("part_size", defaults.part_size)
+    assert isinstance(part_size, int)
+    if not PART_SIZE_MIN <= part_size <= PART_SIZE_MAX:
+        del values["part_size"]
+        part_size = defaults.part_size
+        problems.append(("part_size", f"{path}: bad value for part_size: {cp.get(SECTION, 'part_size')!r} "
+                                      f"(want 4K to 64M); built-in default {part_size} used"))
+    max_size = values.get("max_size", defaults.max_size)
+    assert isinstance(max_size, int)
+    if max_size > MAX_SIZE_CEILING:
+        del values["max_size"]
+        max_size = defaults.max_size
+        problems.append(("max_size", f"{path}: bad value for max_size: {cp.get(SECTION, 'max_size')!r} "
+                                     f"(want at most 1G); built-in default {max_size} used"))
+    if max_size < part_size:
+        key = "max_size" if "max_size" in values else "part_size"
+        values.pop(key)
+        problems.append((key, f"{path}: bad value for {key}: {cp.get(SECTION, key)!r} (want max_size at "
+                              f"least part_size); built-in default {getattr(defaults, key)} used"))
+    return replace(Config(path=path, problems=tuple(problems)), **values)  # type: ignore[arg-type]
+
+
+def _choose(path: str | None, environ: dict[str, str] | None) -> tuple[str | None, str | None]:
+    """(the file asked for by name or None, $JOURNAL_SENDMAIL_CONFIG)."""
+    if environ is None:
+        raw = posix.environ.get(ENV_PATH.encode())
+        return path, (raw.decode("utf-8", "surrogateescape") if raw else None)
+    return path, environ.get(ENV_PATH)
+
+
+def _read(target: str) -> str:
+    """The file's text; FileNotFoundError passes, other failures are ConfigError."""
+    try:
+        with open(target, encoding="utf-8") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{target}: cannot read: {getattr(e, 'strerror', None) or e}") from None
 
 
 def load(
@@ -176,25 +226,39 @@ def load(
 ) -> Config:
     """Read the configuration: ``path``, else $JOURNAL_SENDMAIL_CONFIG, else /etc.
 
-    A missing /etc file means built-in defaults; a missing file that was asked
-    for by name is an error.
+    Never fails: a missing /etc file means built-in defaults; a file that
+    cannot be read, or a missing one asked for by name, means built-in
+    defaults with the reason in ``problems``.
     """
-    if environ is None:
-        raw = posix.environ.get(ENV_PATH.encode())
-        named = path or (raw.decode("utf-8", "surrogateescape") if raw else None)
-    else:
-        named = path or environ.get(ENV_PATH)
+    given, env = _choose(path, environ)
+    named = given or env
     target = named or default_path
     try:
-        with open(target, encoding="utf-8") as f:
-            text = f.read()
+        text = _read(target)
     except FileNotFoundError:
         if named:
-            raise ConfigError(f"{target}: no such configuration file") from None
+            return Config(problems=(("", f"{target}: no such configuration file; built-in defaults used"),))
         return Config()
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{target}: cannot read: {getattr(e, 'strerror', None) or e}") from None
+    except ConfigError as e:
+        return Config(problems=(("", f"{e.reason}; built-in defaults used"),))
     return parse(text, target)
 
 
-KEYS = tuple(name for name in fields(Config) if name != "path")
+def check(path: str | None = None, environ: dict[str, str] | None = None, default_path: str = DEFAULT_PATH) -> str:
+    """The strict reading, for ``--check-config``: the file checked, or
+    ConfigError naming every problem (a missing /etc file is fine)."""
+    given, env = _choose(path, environ)
+    target = given or env or default_path
+    try:
+        text = _read(target)
+    except FileNotFoundError:
+        if given or env:
+            raise ConfigError(f"{target}: no such configuration file") from None
+        return f"{target} (absent: built-in defaults)"
+    cfg = parse(text, target)
+    if cfg.problems:
+        raise ConfigError(cfg.error)
+    return target
+
+
+KEYS = tuple(name for name in fields(Config) if name not in ("path", "problems"))

@@ -51,6 +51,7 @@ def store(sub: Submission, env: Envelope, cfg: Config) -> None:
     sink = journal.Journal(cfg.socket, cfg.timeout)
     try:
         journal.write_mail(sink.send, record.mail_fields(mail, first, parts), rest)
+        sink.confirm()  # journald handled it (provenance), and did not lose it in a restart
     finally:
         sink.close()
 

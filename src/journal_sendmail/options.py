@@ -51,6 +51,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("-bV", HONOUR, FLAG, "mode=version", "print the version"),
     Option("--version", HONOUR, FLAG, "mode=version", "print the version"),
     Option("--help", HONOUR, FLAG, "mode=help", "print a short usage"),
+    Option("--check-config", HONOUR, FLAG, "mode=check-config",
+           "check /etc/journal-sendmail.conf, or the file given as the one argument: exit 0, or 78 naming the key"),
     Option("-q", HONOUR, OPTIONAL, "mode=flush", "flush the spool into the journal (-q30m and -qR... as -q)"),
     # recorded in the entry
     Option("-N", RECORD, VALUE, "MAIL_DSN_NOTIFY", "DSN notification request"),

@@ -13,7 +13,9 @@ MSG_MAIL = "4cf50392e5a34635904ffaeffb43b172"
 MSG_PART = "aa12d80295f04539a057a77642e355d5"
 MSG_REFUSED = "23042c0ef8f74902814ee4284e0a5521"
 MSG_SPOOL = "963c70d77fdb45678cf8479f3cbe9fdf"
+MSG_CONFIG = "c66f6fa4eeab4705b30209695349ff94"
 
+PRIORITY_ERR = 3
 PRIORITY_WARNING = 4
 # What a sender can produce, so what a reader may believe: a part is at least
 # PART_SIZE_MIN bytes and a message at most MAX_SIZE_CEILING, so a message has
@@ -160,6 +162,21 @@ def spool_event_fields(
     ]
     if owner is not None:
         fields.append(("MAIL_SPOOL_UID", str(owner).encode()))
+    return fields
+
+
+def config_error_fields(identifier: str, facility: int, error: str, keys: list[str]) -> Fields:
+    """The fields of a configuration error (id c66f6fa4…): the mail was
+    stored with built-in defaults for ``keys`` ("" for the whole file)."""
+    fields: Fields = [
+        ("MESSAGE", f"bad configuration, built-in defaults used: {error}".encode("utf-8", "replace")),
+        ("MESSAGE_ID", MSG_CONFIG.encode()),
+        ("PRIORITY", str(PRIORITY_ERR).encode()),
+        ("SYSLOG_FACILITY", str(facility).encode()),
+        ("SYSLOG_IDENTIFIER", identifier.encode("utf-8", "surrogateescape")),
+        ("MAIL_CONFIG_ERROR", error.encode("utf-8", "surrogateescape")),
+    ]
+    fields += [("MAIL_CONFIG_KEY", key.encode("utf-8", "surrogateescape")) for key in dict.fromkeys(keys) if key]
     return fields
 
 

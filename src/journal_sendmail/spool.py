@@ -39,7 +39,7 @@ MAGIC = b"JOURNAL-SENDMAIL-SPOOL 1\n"
 # options: the fields of the SMTP envelope (-bs).
 EXTRA_FIELDS = frozenset(("MAIL_PROTOCOL", "MAIL_SMTP_HELO", "MAIL_SMTP_MAIL_PARAMS", "MAIL_SMTP_RCPT_PARAMS"))
 # What a spool file may say about the caller (caller.py writes these).
-CALLER_FIELDS = frozenset(("MAIL_CALLER_PID", "MAIL_CALLER_COMM", "MAIL_CALLER_EXE"))
+CALLER_FIELDS = frozenset(("MAIL_CALLER_PID", "MAIL_CALLER_COMM", "MAIL_CALLER_EXE", "MAIL_CALLER_UNIT"))
 META_MAX = 1 << 20  # the JSON line may not be longer than this
 
 

@@ -14,6 +14,7 @@ IDS = (
     "23042c0ef8f74902814ee4284e0a5521",
     "963c70d77fdb45678cf8479f3cbe9fdf",
     "cda5a93613b14aa58d5d8dd0dbbe3c61",
+    "c66f6fa4eeab4705b30209695349ff94",
 )
 
 
