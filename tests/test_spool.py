@@ -327,7 +327,7 @@ def test_concurrent_flushers_inject_each_message_once(journald: Journald, bindir
     journald.start()
     with ThreadPoolExecutor(4) as pool:
         runs = list(pool.map(lambda _: run_sendmail(bindir, ["-q"]), range(4)))
-    assert [p.returncode for p in runs] == [0, 0, 0, 0], [p.stderr for p in runs]
+    assert [p.returncode for p in runs] == [0, 0, 0, 0], b"".join(p.stderr for p in runs).decode()
     subjects = [one(e["MAIL_SUBJECT"]) for e in journald.entries(MAIL, wait_for=40)]
     assert sorted(subjects) == sorted(f"c{i}".encode() for i in range(40))
 

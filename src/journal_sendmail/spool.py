@@ -144,6 +144,8 @@ def open_checked(cfg: Config, name: str) -> tuple[int, os.stat_result]:
             what = {stat.S_IFIFO: "a FIFO", stat.S_IFDIR: "a directory", stat.S_IFCHR: "a character device",
                     stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket"}.get(kind, "not a regular file")
             raise Refused(what)
+        if st.st_nlink == 0:  # another flusher re-injected and removed it since we opened it
+            raise FileNotFoundError(errno.ENOENT, "removed meanwhile", path)
         if st.st_nlink != 1:
             raise Refused(f"a file with {st.st_nlink} links (a hard link)")
         if st.st_size > cfg.spool_limit:

@@ -53,6 +53,30 @@ def test_a_real_cron_job_mails_and_journalctl_u_cron_shows_it(host: Host) -> Non
     host.sh("rm /etc/cron.d/jsm-test")
 
 
+def test_mail_lost_to_journald_rate_limit_is_shown_and_units_are_filters(host: Host) -> None:
+    """A unit that logs a storm loses its mail to journald's rate limit, silently for
+    the sender; journal-mail says so (stderr, and a note in list --json)."""
+    host.sh("""systemd-run -q --collect --unit=jsm-flood -p LogRateLimitIntervalSec=2s -p LogRateLimitBurst=5 \\
+        sh -c 'printf "Subject: flood before\\n\\nx\\n" | /usr/sbin/sendmail root
+               seq 1 300
+               printf "Subject: flood lost\\n\\nx\\n" | /usr/sbin/sendmail root
+               sleep 4
+               printf "Subject: flood after\\n\\nx\\n" | /usr/sbin/sendmail root'""")
+    assert host.wait_entries(MAIL, "MAIL_SUBJECT=flood after", count=1, timeout=60), "the last mail never came"
+    p = host.sh("journal-mail list --json --unit jsm-flood.service")
+    recs = [json.loads(line) for line in p.stdout.splitlines()]
+    mails = [r for r in recs if r["kind"] == "mail"]
+    notes = [r for r in recs if r["kind"] == "note"]
+    assert [r["subject"] for r in mails] == ["flood before", "flood after"], recs  # the one in the storm is gone
+    assert all((r["unit"], r["systemd_unit"], r["caller_unit"]) == ("jsm-flood.service",) * 3 for r in mails)
+    assert [n["unit"] for n in notes] == ["jsm-flood.service"] and notes[0]["suppressed"] > 0, notes
+    assert "journald suppressed" in p.stderr and "jsm-flood.service" in p.stderr, p.stderr
+    stats = host.sh("journal-mail stats --by unit --unit jsm-flood.service")
+    assert "jsm-flood.service" in stats.stdout and "journald suppressed" in stats.stderr, stats
+    quiet = host.sh("journal-mail list --unit cron.service -q")
+    assert "jsm-flood" not in quiet.stdout + quiet.stderr
+
+
 def test_1000_mails_from_100_units_all_carry_their_unit(host: Host) -> None:
     host.sh("""
 for u in $(seq 1 100); do

@@ -56,13 +56,16 @@ def build_parser() -> argparse.ArgumentParser:
     f = filters.add_argument_group("filters (repeat one to allow several values; different ones all apply)")
     f.add_argument("-S", "--since", metavar="TIME", help="stored at or after TIME (journalctl's formats)")
     f.add_argument("-U", "--until", metavar="TIME", help="stored at or before TIME")
-    f.add_argument("--from", dest="sender", metavar="ADDR", action="append", default=[], help="envelope sender")
+    f.add_argument("--from", dest="sender", metavar="ADDR", action="append", default=[],
+                   help="envelope sender, or the address of the From header")
     f.add_argument("--to", metavar="ADDR", action="append", default=[], help="envelope recipient")
     f.add_argument("--subject", metavar="TEXT", help="subject contains TEXT (any case), or matches /REGEX/")
     f.add_argument("--uid", metavar="UID", type=int, action="append", default=[], help="submitted by this uid")
     f.add_argument("--user", metavar="NAME", action="append", default=[], help="submitted by this user")
     f.add_argument("--caller", metavar="COMM", action="append", default=[], help="handed over by COMM (cron, sudo…)")
     f.add_argument("--host", metavar="HOST", action="append", default=[], help="stored on HOST")
+    f.add_argument("--unit", metavar="UNIT", action="append", default=[],
+                   help="submitted from the systemd unit UNIT (cron.service, …)")
     f.add_argument("-b", "--boot", metavar="ID", nargs="?", const="0", action="append", help="boot id or offset")
     f.add_argument("-g", "--grep", metavar="REGEX", help="body matches REGEX (any case if REGEX is lower case)")
     f.add_argument("--spooled", action="store_true", help="only mail re-injected from the spool")

@@ -99,12 +99,15 @@ def cmd_list(args: argparse.Namespace, io: Io) -> int:
     out = Output(io.out, None)
     found = 0
     damaged = Damaged()
-    entries = damaged.counted(selected(args, io, reader, filters, args.reverse))
+    units = Units()
+    entries = units.seen(damaged.counted(selected(args, io, reader, filters, args.reverse)))
     if args.json:
         record, line = render.json_record, render.json_line
         for e in entries:
             out.write(line(record(e)).encode("utf-8", "surrogateescape"))
             found += 1
+        for s in units.suppressed(reader, filters):
+            out.write(line(render.json_note(s)).encode("utf-8", "surrogateescape"))
     else:
         cols = render.layout(io.width())
         color = io.color()
@@ -117,7 +120,34 @@ def cmd_list(args: argparse.Namespace, io: Io) -> int:
             out.write(b"-- No mail --\n")
     out.flush()
     damaged.note(io, args, "listed, marked damaged")
+    units.note(io, args, reader, filters)
     return EX_OK
+
+
+class Units:
+    """The units the mails shown came from, and what journald's rate limit dropped of theirs."""
+
+    def __init__(self) -> None:
+        self.units: set[str] = set()
+        self.found: list[query.Suppressed] | None = None
+
+    def seen(self, entries: Iterable[MailEntry]) -> Iterator[MailEntry]:
+        for e in entries:
+            self.units.update(u for u in (e.caller_unit, e.systemd_unit) if u)
+            yield e
+
+    def suppressed(self, reader: Any, filters: Filters) -> list[query.Suppressed]:
+        if self.found is None:
+            self.found = [s for s in query.suppressed(reader, filters.since, filters.until) if s.unit in self.units]
+        return self.found
+
+    def note(self, io: Io, args: argparse.Namespace, reader: Any, filters: Filters) -> None:
+        if args.quiet or not self.units:
+            return
+        for s in self.suppressed(reader, filters):
+            io.say(f"note: journald suppressed {s.dropped} messages from {s.unit} on {s.hostname} at "
+                   f"{render.local_time(s.realtime, '%Y-%m-%d %H:%M:%S')} (its rate limit): mail it sent then "
+                   "may be lost; see RATE LIMIT in journal-mail(1)")
 
 
 class Damaged:
@@ -389,11 +419,12 @@ def cmd_follow(args: argparse.Namespace, io: Io) -> int:
 def cmd_stats(args: argparse.Namespace, io: Io) -> int:
     reader, filters = start(args, io)
     damaged = Damaged()
+    units = Units()
     rows = None
     if not args.no_index and args.directory is None and not args.file:
-        rows = _stats_from_index(args, filters, damaged)
+        rows = _stats_from_index(args, filters, damaged, units)
     if rows is None:
-        entries = damaged.counted(selected(args, io, reader, filters, False), skip=True)
+        entries = units.seen(damaged.counted(selected(args, io, reader, filters, False), skip=True))
         rows = render.stats_rows(entries, args.by, args.sort)
     else:
         rows = render.stats_sorted(rows, args.by, args.sort)
@@ -404,11 +435,12 @@ def cmd_stats(args: argparse.Namespace, io: Io) -> int:
     io.out.write(text.encode("utf-8", "replace"))
     io.out.flush()
     damaged.note(io, args, "not counted")
+    units.note(io, args, reader, filters)
     return EX_OK
 
 
-def _stats_from_index(args: argparse.Namespace, filters: Filters,
-                      damaged: Damaged) -> list[tuple[str, int, int]] | None:
+def _stats_from_index(args: argparse.Namespace, filters: Filters, damaged: Damaged,
+                      units: Units) -> list[tuple[str, int, int]] | None:
     """The stats counted by the index in SQL (None: no index, or a filter that needs each mail)."""
     source = source_of(args)
     idx = index.open_for_reading(source)
@@ -422,7 +454,8 @@ def _stats_from_index(args: argparse.Namespace, filters: Filters,
         idx.close()
     if found is None:
         return None
-    rows, damaged.count = found
+    rows, damaged.count, seen = found
+    units.units.update(seen)
     return rows
 
 

@@ -45,6 +45,8 @@ class MailEntry:
     caller_comm: str = ""
     caller_pid: int | None = None
     caller_exe: str = ""
+    caller_unit: str = ""  # MAIL_CALLER_UNIT: the unit the submission ran in, as sendmail read it
+    systemd_unit: str = ""  # _SYSTEMD_UNIT: the same, by journald's word
     argv: tuple[str, ...] = ()
     invoked_as: str = ""
     spooled: bool = False
@@ -61,6 +63,11 @@ class MailEntry:
     @property
     def subject(self) -> str:
         return self.headers.get("subject", "")
+
+    @property
+    def unit(self) -> str:
+        """The unit the mail came from: journald's word when it has one."""
+        return self.systemd_unit or self.caller_unit
 
     @property
     def sender(self) -> Sender:
@@ -185,6 +192,8 @@ def to_entry(d: dict[str, Any], realtime: int, cursor: str) -> MailEntry:
         caller_comm=text("MAIL_CALLER_COMM"),
         caller_pid=number("MAIL_CALLER_PID", PID_MAX),
         caller_exe=text("MAIL_CALLER_EXE"),
+        caller_unit=text("MAIL_CALLER_UNIT"),
+        systemd_unit=text("_SYSTEMD_UNIT"),
         argv=tuple(argv.split("\n")) if argv else (),
         invoked_as=text("MAIL_INVOKED_AS"),
         spooled=get("MAIL_SPOOLED") == b"yes",

@@ -26,6 +26,7 @@ class Filters:
     recipients: tuple[str, ...] = ()
     uids: tuple[int, ...] = ()
     callers: tuple[str, ...] = ()
+    units: tuple[str, ...] = ()  # MAIL_CALLER_UNIT or _SYSTEMD_UNIT
     hosts: tuple[str, ...] = ()
     boots: tuple[str, ...] = ()
     mail_ids: tuple[str, ...] = ()
@@ -42,7 +43,6 @@ class Filters:
         """
         out = [f"MESSAGE_ID={MSG_MAIL}"] + ([f"MESSAGE_ID={MSG_REFUSED}"] if self.refused else [])
         out += [f"MAIL_ID={v}" for v in self.mail_ids if len(v) == 32]
-        out += [f"MAIL_ENVELOPE_FROM={v}" for v in self.senders]
         out += [f"MAIL_RCPT={v}" for v in self.recipients]
         out += [f"_UID={v}" for v in self.uids]
         out += [f"MAIL_CALLER_COMM={v}" for v in self.callers]
@@ -54,11 +54,37 @@ class Filters:
 
 
 def wanted(e: MailEntry, filters: Filters, body: Callable[[MailEntry], str]) -> bool:
+    """Does ``e`` pass the filters the journal cannot evaluate itself?"""
+    if filters.senders and not from_matches(e, filters.senders):
+        return False
+    if filters.units and e.caller_unit not in filters.units and e.systemd_unit not in filters.units:
+        return False
     if filters.mail_ids and not any(e.mail_id.startswith(p.lower()) for p in filters.mail_ids):
         return False
     if filters.subject is not None and not filters.subject.search(e.subject):
         return False
     return filters.grep is None or filters.grep.search(body(e)) is not None
+
+
+def from_matches(e: MailEntry, senders: tuple[str, ...]) -> bool:
+    """``--from``: the envelope sender as given, or the address of the From header (any case).
+
+    >>> e = MailEntry(mail_id="", envelope_from="www-data", headers={"from": "Shop <Shop@example.org>"})
+    >>> from_matches(e, ("www-data",)), from_matches(e, ("shop@example.org",)), from_matches(e, ("Shop",))
+    (True, True, False)
+    """
+    if e.envelope_from in senders:
+        return True
+    header = e.headers.get("from")
+    if not header:
+        return False
+    from ..headers import addresses
+
+    try:
+        found = {a.lower() for a in addresses(header)}
+    except Exception:  # a From header no parser takes: only the envelope counts
+        return False
+    return any(s.lower() in found for s in senders)
 
 
 def regex(text: str, smart_case: bool) -> re.Pattern[str]:
@@ -102,6 +128,7 @@ def make_filters(args: argparse.Namespace, mail_ids: Iterable[str] = ()) -> Filt
         recipients=tuple(getattr(args, "to", [])),
         uids=tuple(uids),
         callers=tuple(getattr(args, "caller", [])),
+        units=tuple(getattr(args, "unit", [])),
         hosts=tuple(getattr(args, "host", [])),
         boots=tuple(getattr(args, "boot", None) or []),
         mail_ids=ids,

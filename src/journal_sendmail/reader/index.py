@@ -50,13 +50,14 @@ from .entry import SIZE_MAX, MailEntry, count, to_entry
 from .filters import Filters
 
 INDEX_DIR = "/var/lib/journal-mail/index"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BODY_MAX = 16 * 1024  # characters of body kept for search
 BATCH = 5000  # rows per transaction
 HEADER = 200  # bytes of a journal file's header read for its id and entry count
 _STORED = ("mail_id", "realtime", "cursor", "kind", "envelope_from", "recipients", "headers", "size", "sha256",
-           "parts", "uid", "hostname", "boot_id", "caller_comm", "caller_pid", "caller_exe", "argv", "invoked_as",
-           "spooled", "spool_uid", "submitted_at", "truncated", "refused", "defects", "damaged")
+           "parts", "uid", "hostname", "boot_id", "caller_comm", "caller_pid", "caller_exe", "caller_unit",
+           "systemd_unit", "argv", "invoked_as", "spooled", "spool_uid", "submitted_at", "truncated", "refused",
+           "defects", "damaged")
 
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -68,7 +69,7 @@ CREATE TABLE mails (
     seqnum_id TEXT NOT NULL, seqnum INTEGER NOT NULL, boot TEXT NOT NULL, monotonic INTEGER NOT NULL,
     realtime INTEGER NOT NULL, xor INTEGER NOT NULL, sent INTEGER NOT NULL, copy_key TEXT NOT NULL,
     kind TEXT NOT NULL, mail_id TEXT NOT NULL, envelope_from TEXT NOT NULL, subject TEXT NOT NULL,
-    uid INTEGER, hostname TEXT NOT NULL, boot_id TEXT NOT NULL, caller_comm TEXT NOT NULL,
+    uid INTEGER, hostname TEXT NOT NULL, boot_id TEXT NOT NULL, caller_comm TEXT NOT NULL, unit TEXT NOT NULL,
     spooled INTEGER NOT NULL, size INTEGER NOT NULL, damaged INTEGER NOT NULL, body_complete INTEGER NOT NULL,
     entry TEXT NOT NULL);
 CREATE TABLE rcpt (mail INTEGER NOT NULL, addr TEXT NOT NULL, how INTEGER NOT NULL);
@@ -375,7 +376,8 @@ class Builder:
             how[a] = how.get(a, 0) | 2
         return (fid, pos, k.get("s", ""), int(k.get("i", "0"), 16), k.get("b", ""), int(k.get("m", "0"), 16),
                 t, _signed(int(k.get("x", "0"), 16)), sent, copy_key(d, c), e.kind, e.mail_id, e.envelope_from,
-                e.subject, e.uid, e.hostname, e.boot_id, e.caller_comm, int(e.spooled), e.size, int(bool(e.damaged)),
+                e.subject, e.uid, e.hostname, e.boot_id, e.caller_comm, e.unit, int(e.spooled), e.size,
+                int(bool(e.damaged)),
                 int(len(body) <= BODY_MAX), entry_json(e), body[:BODY_MAX], how, e)
 
     def _commit(self, db: sqlite3.Connection, fid: int, rows: list[tuple[Any, ...]], cursor: str | None,
@@ -388,17 +390,17 @@ class Builder:
             for by, key in _groups(row[-1]):
                 slot = acc.setdefault((row[10], by, key), [0, 0])
                 slot[0] += 1
-                slot[1] += row[19]
+                slot[1] += row[20]
         db.execute("BEGIN")
         db.executemany("INSERT INTO mails (id, file, pos, seqnum_id, seqnum, boot, monotonic, realtime, xor, sent, "
                        "copy_key, kind, mail_id, envelope_from, subject, uid, hostname, boot_id, caller_comm, "
-                       "spooled, size, damaged, body_complete, entry) VALUES "
-                       "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                       [(i, *row[:23]) for i, row in zip(ids, rows, strict=True)])
+                       "unit, spooled, size, damaged, body_complete, entry) VALUES "
+                       "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       [(i, *row[:24]) for i, row in zip(ids, rows, strict=True)])
         db.executemany("INSERT INTO fts (rowid, subject, body) VALUES (?, ?, ?)",
-                       [(i, row[13], row[23]) for i, row in zip(ids, rows, strict=True)])
+                       [(i, row[13], row[24]) for i, row in zip(ids, rows, strict=True)])
         db.executemany("INSERT INTO rcpt VALUES (?, ?, ?)",
-                       [(i, a, h) for i, row in zip(ids, rows, strict=True) for a, h in row[24].items()])
+                       [(i, a, h) for i, row in zip(ids, rows, strict=True) for a, h in row[25].items()])
         db.executemany("INSERT INTO agg VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (file, kind, by, key) DO UPDATE SET "
                        "mails = mails + excluded.mails, bytes = bytes + excluded.bytes",
                        [(fid, kind, by, key, n, size) for (kind, by, key), (n, size) in acc.items()])
@@ -426,7 +428,7 @@ def _groups(e: MailEntry) -> list[tuple[str, str]]:
         return [("damaged", "")]
     from .render import stats_keys
 
-    out = [(by, k) for by in ("host", "sender", "caller", "subject", "recipient") for k in stats_keys(e, by)]
+    out = [(by, k) for by in ("host", "sender", "caller", "unit", "subject", "recipient") for k in stats_keys(e, by)]
     out.append(("user", "" if e.uid is None else str(e.uid)))
     out.append(("day", str(e.realtime // QUARTER)))
     return out

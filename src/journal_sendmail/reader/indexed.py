@@ -176,7 +176,6 @@ class Answer:
         if f.until is not None:
             sql.append("m.realtime <= ?")
             args.append(f.until)
-        among("m.envelope_from", f.senders)
         if f.recipients:
             marks = ",".join("?" * len(f.recipients))
             sql.append(f"m.id IN (SELECT mail FROM rcpt WHERE how & 1 AND addr IN ({marks}))")
@@ -389,11 +388,12 @@ def _central(ans: Answer, tail: list[Row], lines: int | None, reverse: bool) -> 
 
 
 def stats(idx: Index, source: Any, filters: Filters, open_parts: Callable[[], Any],
-          by: str) -> tuple[list[tuple[str, int, int]], int] | None:
-    """((key, mails, bytes) of the undamaged mails, damaged ones left out), counted in SQL;
-    None when a filter needs each mail looked at (then the caller counts the mails)."""
-    if filters.subject is not None or filters.grep is not None or any(len(i) != 32 for i in filters.mail_ids):
-        return None
+          by: str) -> tuple[list[tuple[str, int, int]], int, set[str]] | None:
+    """((key, mails, bytes) of the undamaged mails, damaged ones left out, the units they came
+    from), counted in SQL; None when a filter needs each mail looked at (then the caller counts)."""
+    if (filters.subject is not None or filters.grep is not None or filters.senders or filters.units
+            or any(len(i) != 32 for i in filters.mail_ids)):
+        return None  # decided per mail (filters.wanted)
     acc: dict[str, list[int]] = {}
 
     def add(key: str, n: int, size: int | None) -> None:
@@ -405,8 +405,9 @@ def stats(idx: Index, source: Any, filters: Filters, open_parts: Callable[[], An
         ans = Answer(idx, source, filters, open_parts)
         if _unfiltered(filters):
             found = _stats_counted(ans, by, filters.refused)
+            units = set(_stats_counted(ans, "unit", filters.refused)[0]) - {"(none)"}
             tail = ans.tail()
-            return _with_tail(found[0], found[1], tail, by)
+            return (*_with_tail(found[0], found[1], tail, by), units | _tail_units(tail))
         where, args = ans._where()
         damaged = idx.db.execute(f"SELECT COUNT(*) FROM mails m WHERE {where} AND m.damaged = 1", args).fetchone()[0]
         where += " AND m.damaged = 0"
@@ -418,7 +419,7 @@ def stats(idx: Index, source: Any, filters: Filters, open_parts: Callable[[], An
             if n:
                 add("(none)", n, size)
         else:
-            column = {"host": "m.hostname", "sender": "m.envelope_from", "caller": "m.caller_comm",
+            column = {"host": "m.hostname", "sender": "m.envelope_from", "caller": "m.caller_comm", "unit": "m.unit",
                       "subject": "m.subject", "user": "m.uid",
                       "day": "date(m.realtime / 1000000, 'unixepoch', 'localtime')"}[by]
             q = f"SELECT {column}, COUNT(*), SUM(m.size) FROM mails m WHERE {where} GROUP BY {column}"
@@ -426,16 +427,21 @@ def stats(idx: Index, source: Any, filters: Filters, open_parts: Callable[[], An
             if by == "user":
                 key = name_of(key) or ("" if key is None else str(key))
             add("" if key is None else str(key), n, size)
+        units = {u for (u,) in idx.db.execute(f"SELECT DISTINCT m.unit FROM mails m WHERE {where}", args) if u}
         tail = ans.tail()
     except sqlite3.Error as e:
         raise IndexError_(str(e)) from None
-    return _with_tail(acc, damaged, tail, by)
+    return (*_with_tail(acc, damaged, tail, by), units | _tail_units(tail))
+
+
+def _tail_units(tail: list[Row]) -> set[str]:
+    return {u for r in tail for u in (r.entry.caller_unit, r.entry.systemd_unit) if u}
 
 
 def _unfiltered(f: Filters) -> bool:
     """Only the kinds of mail asked for: the ``agg`` table's counts answer."""
-    return (f.since is None and f.until is None and not (f.senders or f.recipients or f.uids or f.callers or f.hosts
-            or f.boots or f.mail_ids or f.spooled) and f.subject is None and f.grep is None)
+    return (f.since is None and f.until is None and not (f.senders or f.recipients or f.uids or f.callers or f.units
+            or f.hosts or f.boots or f.mail_ids or f.spooled) and f.subject is None and f.grep is None)
 
 
 def _stats_counted(ans: Answer, by: str, refused: bool) -> tuple[dict[str, list[int]], int]:

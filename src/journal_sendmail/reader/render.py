@@ -109,6 +109,7 @@ COLUMNS = (
     Column("HOST", 6, 12, 4),
     Column("USER", 4, 10, 3),
     Column("CALLER", 4, 10, 5),
+    Column("UNIT", 4, 16, 6),
     Column("FROM", 6, 20, 1),
     Column("TO", 6, 24, 1),
     Column("SIZE", 5, 5, 2, right=True),
@@ -137,9 +138,9 @@ def layout(width: int | None) -> list[tuple[int, int]]:
     while True:
         ws = {i: COLUMNS[i].max for i in cols}
         ws[len(COLUMNS) - 1] = max(COLUMNS[-1].min, width // 4)  # the subject keeps a quarter
-        # shrink the flexible columns, widest first, down to their minimum
+        # shrink the flexible columns, widest first, down to their minimum (the subject keeps its quarter)
         while total(ws) > width:
-            flexible = [i for i in ws if ws[i] > COLUMNS[i].min]
+            flexible = [i for i in ws if ws[i] > COLUMNS[i].min and i != len(COLUMNS) - 1]
             if not flexible:
                 break
             widest = max(flexible, key=lambda i: ws[i] - COLUMNS[i].min)
@@ -171,6 +172,7 @@ def _cells(e: MailEntry) -> list[str]:
         e.hostname,
         user,
         e.caller_comm,
+        e.unit,
         e.envelope_from,
         ",".join(e.recipients),
         "?" if e.damaged else human_size(e.size),
@@ -220,6 +222,7 @@ def envelope_lines(e: MailEntry) -> list[tuple[str, str]]:
         ("Host", e.hostname),
         ("User", user),
         ("Caller", caller.strip()),
+        ("Unit", e.unit),
         ("Envelope-From", e.envelope_from),
         ("Recipients", ", ".join(e.recipients)),
         ("Size", f"{e.size} bytes" + (f" in {e.parts} parts" if e.parts > 1 else "")),
@@ -392,6 +395,9 @@ def json_record(e: MailEntry, raw: bytes | None = None) -> dict[str, Any]:
         "caller_comm": e.caller_comm or None,
         "caller_pid": e.caller_pid,
         "caller_exe": e.caller_exe or None,
+        "unit": e.unit or None,
+        "caller_unit": e.caller_unit or None,
+        "systemd_unit": e.systemd_unit or None,
         "spooled": e.spooled,
         "truncated": e.truncated,
         "refused": e.refused or None,
@@ -411,6 +417,21 @@ def json_record(e: MailEntry, raw: bytes | None = None) -> dict[str, Any]:
     return rec
 
 
+def json_note(s: Any) -> dict[str, Any]:
+    """journald's word that it dropped messages of a unit that sent mail (``kind`` "note")."""
+    return {
+        "schema": JSON_SCHEMA_VERSION,
+        "kind": "note",
+        "time": rfc3339(s.realtime),
+        "timestamp": s.realtime,
+        "hostname": s.hostname,
+        "unit": s.unit,
+        "suppressed": s.dropped,
+        "note": f"journald suppressed {s.dropped} messages from {s.unit} (its rate limit): "
+                "mail it sent then may be lost",
+    }
+
+
 def json_line(rec: dict[str, Any]) -> str:
     """One JSON object on one line (UTF-8, no ASCII escaping), with the newline."""
     return json.dumps(rec, ensure_ascii=False, separators=(",", ":")) + "\n"
@@ -418,7 +439,7 @@ def json_line(rec: dict[str, Any]) -> str:
 
 # -- stats --------------------------------------------------------------------
 
-STATS_KEYS = ("host", "sender", "recipient", "caller", "subject", "day", "user")
+STATS_KEYS = ("host", "sender", "recipient", "caller", "unit", "subject", "day", "user")
 
 
 def stats_keys(e: MailEntry, by: str) -> list[str]:
@@ -429,6 +450,7 @@ def stats_keys(e: MailEntry, by: str) -> list[str]:
         "host": e.hostname,
         "sender": e.envelope_from,
         "caller": e.caller_comm,
+        "unit": e.unit,
         "subject": e.subject,
         "day": local_time(e.realtime, "%Y-%m-%d"),
         "user": e.username or (str(e.uid) if e.uid is not None else ""),
