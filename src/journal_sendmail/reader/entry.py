@@ -45,6 +45,7 @@ class MailEntry:
     caller_comm: str = ""
     caller_pid: int | None = None
     caller_exe: str = ""
+    unit: str = ""  # MAIL_CALLER_UNIT, else journald's _SYSTEMD_UNIT
     argv: tuple[str, ...] = ()
     invoked_as: str = ""
     spooled: bool = False
@@ -185,6 +186,7 @@ def to_entry(d: dict[str, Any], realtime: int, cursor: str) -> MailEntry:
         caller_comm=text("MAIL_CALLER_COMM"),
         caller_pid=number("MAIL_CALLER_PID", PID_MAX),
         caller_exe=text("MAIL_CALLER_EXE"),
+        unit=text("MAIL_CALLER_UNIT") or text("_SYSTEMD_UNIT"),
         argv=tuple(argv.split("\n")) if argv else (),
         invoked_as=text("MAIL_INVOKED_AS"),
         spooled=get("MAIL_SPOOLED") == b"yes",
