@@ -55,8 +55,8 @@ BODY_MAX = 16 * 1024  # characters of body kept for search
 BATCH = 5000  # rows per transaction
 HEADER = 200  # bytes of a journal file's header read for its id and entry count
 _STORED = ("mail_id", "realtime", "cursor", "kind", "envelope_from", "recipients", "headers", "size", "sha256",
-           "parts", "uid", "hostname", "boot_id", "caller_comm", "caller_pid", "caller_exe", "unit", "argv", "invoked_as",
-           "spooled", "spool_uid", "submitted_at", "truncated", "refused", "defects", "damaged")
+           "parts", "uid", "hostname", "boot_id", "caller_comm", "caller_pid", "caller_exe", "unit", "argv",
+           "invoked_as", "spooled", "spool_uid", "submitted_at", "truncated", "refused", "defects", "damaged")
 
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

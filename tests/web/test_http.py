@@ -1,0 +1,153 @@
+"""The web inbox over plain HTTP: headers, methods, the API against journal-mail list --json,
+exact raw bytes, the password file and the listening rules."""
+
+from __future__ import annotations
+
+import base64
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+import readerkit
+from conftest import Serve, free_port, start_serve, stop
+from webkit import ALT, BACKUP, CRON, HOSTILE, HTML, LATIN, MDADM, SPLIT
+
+PAGES = ["/", "/?q=degraded", "/stats", "/api/mails", "/static/style.css"]
+
+
+@pytest.mark.parametrize("path", PAGES, ids=PAGES)
+def test_security_headers_on_every_page(inbox: Serve, path: str) -> None:
+    status, headers, _ = inbox.get(path)
+    assert status == 200
+    csp = headers["Content-Security-Policy"]
+    assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Referrer-Policy"] == "no-referrer"
+    assert headers["X-Frame-Options"] == "DENY"
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH"])
+def test_only_get(inbox: Serve, method: str) -> None:
+    status, headers, _ = inbox.get("/", method=method)
+    assert status == 405
+    assert headers["Allow"] == "GET, HEAD"
+
+
+def test_api_is_list_json(inbox: Serve) -> None:
+    for query, options in [("", []), ("?to=ops@example.org", ["--to", "ops@example.org"]),
+                           ("?subject=degraded&reverse=1", ["--subject", "degraded", "-r"]),
+                           ("?n=3", ["-n", "3"])]:
+        _, headers, body = inbox.get("/api/mails" + query)
+        assert headers["Content-Type"].startswith("application/x-ndjson")
+        assert body == readerkit.ok(readerkit.run_jm("list", "--json", *options)), query
+    assert len(body.splitlines()) == 3
+
+
+def test_one_mail_api(inbox: Serve) -> None:
+    status, _, body = inbox.get(f"/api/mails/{inbox.ids[MDADM]}")
+    rec = json.loads(body)
+    assert status == 200 and rec["subject"] == MDADM
+    assert rec["body"] == inbox.mails[MDADM].decode()
+
+
+@pytest.mark.parametrize("subject", [CRON, BACKUP, SPLIT, LATIN, HOSTILE, HTML, ALT], ids=str.split)
+def test_raw_is_exact(inbox: Serve, subject: str) -> None:
+    status, headers, body = inbox.get(f"/mail/{inbox.ids[subject]}/raw")
+    assert status == 200
+    assert headers["Content-Type"] == "message/rfc822"
+    assert body == inbox.mails[subject]
+
+
+def test_split_mail_is_in_parts(inbox: Serve) -> None:
+    rec = json.loads(inbox.get(f"/api/mails/{inbox.ids[SPLIT]}")[2])
+    assert rec["parts"] > 4 and rec["size"] == len(inbox.mails[SPLIT])
+
+
+def test_search_covers_body_and_fields(inbox: Serve) -> None:
+    def subjects(q: str) -> set[str]:
+        return {json.loads(line)["subject"] for line in inbox.get(f"/api/mails?q={q}")[2].splitlines()}
+
+    assert subjects("had+been+detected") == {MDADM}  # body
+    assert subjects("backup@web2") == {BACKUP}  # from
+    assert subjects("line+00399") == {SPLIT}  # body of a split mail
+    assert subjects("nothing-like-this") == set()
+
+
+def test_errors_are_pages(inbox: Serve) -> None:
+    assert inbox.get("/mail/" + "0" * 32)[0] == 404
+    assert inbox.get("/nowhere")[0] == 404
+    status, _, body = inbox.get("/?since=yesterday-ish")
+    assert status == 400 and b"yesterday-ish" in body
+    assert inbox.get("/?colour=red")[0] == 400
+
+
+def test_html_part_has_its_own_jail(inbox: Serve) -> None:
+    status, headers, _ = inbox.get(f"/mail/{inbox.ids[HTML]}/html")
+    assert status == 200
+    csp = headers["Content-Security-Policy"]
+    assert "default-src 'none'" in csp and "sandbox" in csp and "script" not in csp
+
+
+def test_foreign_host_header_refused(inbox: Serve) -> None:
+    """DNS rebinding: a page on evil.example whose name points at 127.0.0.1 reads nothing."""
+    assert inbox.get("/", headers={"Host": "evil.example:8025"})[0] == 421
+    assert inbox.get("/", headers={"Host": "localhost:8025"})[0] == 200
+
+
+@pytest.fixture
+def password_file(tmp_path: Path) -> Path:
+    """A password file made the documented way (python3 -m journal_sendmail.reader.web.auth NAME)."""
+    env = readerkit.ENV if readerkit.INSTALLED else {**readerkit.ENV, "PYTHONPATH": str(readerkit.SRC)}
+    line = readerkit.ok(subprocess.run(["/usr/bin/python3", "-m", "journal_sendmail.reader.web.auth", "admin"],
+                                       input=b"s3cret\n", capture_output=True, env=env))
+    assert line.startswith(b"admin:scrypt$")
+    path = tmp_path / "passwords"
+    path.write_bytes(b"# the inbox's users\n" + line)
+    return path
+
+
+def test_auth(inbox: Serve, password_file: Path) -> None:
+    url, proc = start_serve("--auth", str(password_file))
+    try:
+        s = Serve(url, proc)
+        status, headers, _ = s.get("/")
+        assert status == 401 and headers["WWW-Authenticate"].startswith("Basic")
+        bad = base64.b64encode(b"admin:wrong").decode()
+        assert s.get("/", headers={"Authorization": f"Basic {bad}"})[0] == 401
+        good = base64.b64encode(b"admin:s3cret").decode()
+        assert s.get("/api/mails?n=1", headers={"Authorization": f"Basic {good}"})[0] == 200
+    finally:
+        stop(proc)
+
+
+@pytest.mark.parametrize(("args", "code"), [
+    (["--listen", "0.0.0.0:8025"], 64),
+    (["--listen", "[::]:8025"], 64),
+    (["--listen", "nowhere"], 64),
+    (["--tls-cert", "/etc/hostname"], 64),
+    (["--auth", "/nonexistent/passwords"], 78),
+], ids=["any-ipv4-without-auth", "any-ipv6-without-auth", "bad-listen", "cert-without-key", "missing-auth-file"])
+def test_refuses(args: list[str], code: int) -> None:
+    p = readerkit.run_jm("serve", *args)
+    assert p.returncode == code, p.stderr
+
+
+def test_bad_auth_file(tmp_path: Path) -> None:
+    f = tmp_path / "passwords"
+    f.write_text("admin:plaintext-password\n")
+    p = readerkit.run_jm("serve", "--listen", f"127.0.0.1:{free_port()}", "--auth", str(f))
+    assert p.returncode == 78 and b"line 1" in p.stderr
+
+
+def test_sigterm_and_access_log(inbox: Serve) -> None:
+    url, proc = start_serve()
+    Serve(url, proc).get("/?q=x")
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert b'"GET /?q=x" 200' in err and b"stopped" in err
