@@ -17,7 +17,7 @@ def bars(rows: list[tuple[str, int]], width: int = 900, height: int = 220, title
     left, bottom, pad = 48, 36, 10
     plot_w, plot_h = width - left - pad, height - bottom - pad
     step = plot_w / max(len(rows), 1)
-    bar = max(step * 0.8, 1.0)
+    bar = min(max(step * 0.8, 1.0), 48.0)
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {width} {height}" role="img" '
            f'aria-label="{escape(title)}">', f"<title>{escape(title)}</title>",
            f'<line x1="{left}" y1="{pad + plot_h}" x2="{width - pad}" y2="{pad + plot_h}" class="axis"/>',
