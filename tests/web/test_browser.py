@@ -45,10 +45,22 @@ def test_list_newest_first(inbox: Serve, browser: Any) -> None:
     assert shown[0] == ALT and shown[-1] == CRON  # sent first, shown last
     header = [th.text for th in browser.find_elements(By.CSS_SELECTOR, "#mails thead th")]
     assert header == ["Time", "Host", "User", "Caller", "Unit", "From", "To", "Size", "Subject"]
+    assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
     path = shot(browser, "list")
     if os.environ.get("JOURNAL_MAIL_DOCS_SHOT") == "1":  # README's picture, made anew on demand only
         shutil.copyfile(path, DOCS / "web-inbox.png")
     no_side_effects(browser)
+
+
+def test_phone_width(inbox: Serve, browser: Any) -> None:
+    browser.set_window_size(390, 844)
+    try:
+        browser.get(inbox.url + "/")
+        assert subjects(browser)[0] == ALT
+        assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+        shot(browser, "list-phone")
+    finally:
+        browser.set_window_size(1400, 1000)
 
 
 def test_search_box(inbox: Serve, browser: Any) -> None:

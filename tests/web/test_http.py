@@ -151,3 +151,11 @@ def test_sigterm_and_access_log(inbox: Serve) -> None:
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0
     assert b'"GET /?q=x" 200' in err and b"stopped" in err
+
+
+def test_index_gives_the_same_pages(inbox: Serve) -> None:
+    """With a current index (list and /stats answered from it) every page is the scan's, byte for byte."""
+    pages = ["/", "/stats", "/api/mails", "/?to=ops@example.org", "/stats?caller=python3", "/?q=volumes"]
+    scanned = {p: inbox.get(p)[2] for p in pages}
+    readerkit.ok(readerkit.run_jm("index", "--quiet"))
+    assert {p: inbox.get(p)[2] for p in pages} == scanned

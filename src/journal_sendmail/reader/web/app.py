@@ -164,7 +164,8 @@ class Inbox:
         """The mail ``args`` selects (newest first with ``reverse``), those the search ``q`` finds."""
         reader, filters = commands.start(args, self.io)
         try:
-            entries = selected(args, self.io, reader, filters, reverse)
+            # the body q searches is read from the journal: the index keeps no raw bytes
+            entries = selected(args, self.io, reader, filters, reverse, need_raw=bool(q))
             try:
                 if q:
                     yield from searched(entries, q, grep_body(args))
