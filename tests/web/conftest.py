@@ -58,10 +58,11 @@ class Serve:
             return e.code, dict(e.headers.items()), e.read()
 
 
-def start_serve(*args: str) -> tuple[str, subprocess.Popen[bytes]]:
+def start_serve(*args: str, user: int | None = None) -> tuple[str, subprocess.Popen[bytes]]:
     port = free_port()
-    proc = readerkit.spawn_jm("serve", "--listen", f"127.0.0.1:{port}", *args,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    prefix = readerkit.as_user(user) if user is not None else []
+    proc = subprocess.Popen([*prefix, *readerkit.READER, "serve", "--listen", f"127.0.0.1:{port}", *args],
+                            env=readerkit.ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
 
     def up() -> bool:
@@ -97,6 +98,7 @@ def inbox(bindir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Se
         assert p.returncode == 0, p.stderr
 
     try:
+        readerkit.flush_to_persistent(j)  # per-user journal files: what an ordinary user may read
         mails = fill(send, recorder.url)
         j.sync()
         url, proc = start_serve()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -151,6 +152,44 @@ def test_sigterm_and_access_log(inbox: Serve) -> None:
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0
     assert b'"GET /?q=x" 200' in err and b"stopped" in err
+
+
+def test_unit_shown_and_searched(inbox: Serve) -> None:
+    """The unit a mail was sent from (MAIL_CALLER_UNIT) is a column of the list and found by ?q=."""
+    import hashlib
+
+    import harness
+    from journal_sendmail import journal, record
+
+    raw = b"From: root\nTo: root\nSubject: from a unit\n\nunit mail\n"
+    mail = record.Mail(mail_id=os.urandom(16).hex(), envelope_from="root", recipients=["root"],
+                       headers={"MAIL_FROM": "root", "MAIL_TO": "root", "MAIL_SUBJECT": "from a unit"}, size=len(raw),
+                       sha256=hashlib.sha256(raw).hexdigest(), argv=("/usr/sbin/sendmail", "root"),
+                       invoked_as="sendmail", caller={"MAIL_CALLER_COMM": "cron", "MAIL_CALLER_UNIT": "cron.service"})
+    sink = journal.Journal(harness.SOCKET, 10)
+    journal.write_mail(sink.send, record.mail_fields(mail, raw, 1), ())
+    sink.close()
+    readerkit.wait_until(lambda: b"from a unit" in inbox.get("/")[2], what="the unit's mail")
+    assert b"<td>" + b'<a href="?q=cron.service">cron.service</a>' + b"</td>" in inbox.get("/")[2]
+    found = [json.loads(line)["subject"] for line in inbox.get("/api/mails?q=CRON.SERVICE")[2].splitlines()]
+    assert found == ["from a unit"]
+
+
+def test_ordinary_user_sees_only_own_mail(inbox: Serve, bindir: Path) -> None:
+    raw = b"From: me\nTo: root\nSubject: my own mail\n\nmine\n"
+    p = subprocess.run([*readerkit.as_user(readerkit.USER_UID), str(bindir / "sendmail"), "-i", "root"], input=raw,
+                       capture_output=True, env={"PATH": "/usr/bin:/bin"}, timeout=60)
+    assert p.returncode == 0, p.stderr
+    readerkit.wait_until(lambda: b"my own mail" in inbox.get("/api/mails")[2], what="the user's mail")
+    url, proc = start_serve(user=readerkit.USER_UID)
+    try:
+        s = Serve(url, proc)
+        shown = [json.loads(line)["subject"] for line in s.get("/api/mails")[2].splitlines()]
+        assert shown == ["my own mail"]
+        assert s.get(f"/mail/{inbox.ids[MDADM]}/raw")[0] == 404  # root's mail: not there for this user
+    finally:
+        err = stop(proc)
+    assert b"showing only the mail readable by uid 4242" in err
 
 
 def test_index_gives_the_same_pages(inbox: Serve) -> None:
