@@ -149,6 +149,17 @@ def join_dash_values(argv: list[str]) -> list[str]:
     return out
 
 
+def cmd_serve(args: argparse.Namespace, io: Io) -> int:
+    """The web inbox: here, not in commands, since its pages parse their query parameters with
+    ``build_parser`` (and import commands: the imports run one way)."""
+    from .web.server import serve  # Jinja2 and http.server only for the web inbox
+
+    return serve(args, io, build_parser)
+
+
+RUN = {**COMMANDS, "serve": cmd_serve}
+
+
 def main(argv: list[str] | None = None, io: Io | None = None) -> int:
     io = io or Io(out=sys.stdout.buffer, err=sys.stderr.buffer)
     try:
@@ -159,7 +170,7 @@ def main(argv: list[str] | None = None, io: Io | None = None) -> int:
     except SystemExit as e:  # --help, --version
         return e.code if isinstance(e.code, int) else EX_OK
     try:
-        return COMMANDS[args.command](args, io)
+        return RUN[args.command](args, io)
     except JournalSendmailError as e:
         io.say(e.reason)
         return e.code

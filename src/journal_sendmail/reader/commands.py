@@ -476,12 +476,6 @@ def cmd_forward(args: argparse.Namespace, io: Io) -> int:
     return run(args, io, open_journal, source_of)
 
 
-def cmd_serve(args: argparse.Namespace, io: Io) -> int:
-    from .web.server import serve  # Jinja2 and http.server only for the web inbox
-
-    return serve(args, io)
-
-
 COMMANDS: dict[str, Callable[[argparse.Namespace, Io], int]] = {
     "list": cmd_list,
     "show": cmd_show,
@@ -490,5 +484,4 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Io], int]] = {
     "stats": cmd_stats,
     "index": cmd_index,
     "forward": cmd_forward,
-    "serve": cmd_serve,
 }

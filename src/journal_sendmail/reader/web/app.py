@@ -73,8 +73,10 @@ class Response:
 class Inbox:
     """The pages over one source (the server's ``-D``, ``--file`` or ``--namespace``)."""
 
-    def __init__(self, server_args: argparse.Namespace, io: Io, stopping: threading.Event | None = None) -> None:
+    def __init__(self, server_args: argparse.Namespace, io: Io, parser: Callable[[], argparse.ArgumentParser],
+                 stopping: threading.Event | None = None) -> None:
         self.server_args = server_args
+        self.parser = parser()  # journal-mail's own: a query parameter means what its option means
         self.io = io
         self.stopping = stopping or threading.Event()
         self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(os.path.join(HERE, "templates")),
@@ -125,8 +127,6 @@ class Inbox:
 
     def args_for(self, command: str, params: list[tuple[str, str]], extra: Iterable[str] = (),
                  allowed: Iterable[str] = ()) -> argparse.Namespace:
-        from ..cli import build_parser
-
         argv = [command]
         for key, value in params:
             if key in LIST_ONLY or key in allowed:
@@ -141,7 +141,7 @@ class Inbox:
                     argv.append(f"{OPTIONS[key]}={value}")
             else:
                 raise UsageError(f"unknown parameter {key!r}: filters are {', '.join([*OPTIONS, *FLAGS, 'q'])}")
-        args = build_parser().parse_args([*argv, *extra])
+        args = self.parser.parse_args([*argv, *extra])
         for name in ("directory", "namespace"):
             setattr(args, name, getattr(self.server_args, name, None))
         args.file = list(getattr(self.server_args, "file", None) or [])

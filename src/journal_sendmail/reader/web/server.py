@@ -14,6 +14,7 @@ import signal
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -142,7 +143,7 @@ class Handler(BaseHTTPRequestHandler):
         self.server.io.say("http: " + format % args)
 
 
-def serve(args: argparse.Namespace, io: Io) -> int:
+def serve(args: argparse.Namespace, io: Io, parser: Callable[[], argparse.ArgumentParser]) -> int:
     host, port = parse_listen(args.listen or DEFAULT_LISTEN)
     if bool(args.tls_cert) != bool(args.tls_key):
         raise UsageError("give both --tls-cert and --tls-key, or neither")
@@ -161,7 +162,7 @@ def serve(args: argparse.Namespace, io: Io) -> int:
 
     open_journal(args, io).close()  # no journal, or none readable: say so now, not on each page
     stopping = threading.Event()
-    server = Server((host, port), Inbox(args, io, stopping), passwords, io)
+    server = Server((host, port), Inbox(args, io, parser, stopping), passwords, io)
     if context is not None:
         server.socket = context.wrap_socket(server.socket, server_side=True)
 
