@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import email.policy
+import itertools
 import os
 import re
 import shlex
@@ -26,6 +27,7 @@ from ...errors import DamagedMail, JournalSendmailError, NoPermission, NotFound,
 from .. import commands, query, render
 from ..commands import Damaged, find, grep_body, open_journal, selected, whole
 from ..entry import MailEntry
+from ..filters import make_filters
 from ..output import Io
 from . import svg
 
@@ -319,22 +321,25 @@ class Inbox:
         """Server-sent events: each new mail the filters (and ``q``) select, as it arrives."""
         q = _param(params, "q")
         args = self.args_for("list", [(k, v) for k, v in params if k != "page"])
-        reader, filters = commands.start(args, self.io)
-        body = grep_body(args) if filters.grep or q else None
+        make_filters(args)  # a bad filter is a 400 now, not a broken stream later
 
         def stream() -> Iterator[bytes]:
+            reader, filters = commands.start(args, self.io)
+            body = grep_body(args)
             try:
+                new = query.follow(reader, filters, None, 0, body if filters.grep else None)
+                # At the journal's tail before the page hears "open": a mail stored after that is sent.
+                first = next(new)
                 yield b"retry: 2000\n: new mail follows\n\n"
-                for e in query.follow(reader, filters, None, 0, grep_body(args) if filters.grep else None):
+                for e in itertools.chain([first], new):
                     if self.stopping.is_set():
                         return
                     if e is None:
                         yield b": idle\n\n"  # a closed page shows here, as a failed write
-                    elif not q or next(searched([e], q, body or grep_body(args)), None) is not None:
+                    elif not q or next(searched([e], q, body), None) is not None:
                         rec = render.json_record(e)
-                        rec["unit"] = e.unit
-                        rec["size_text"] = render.human_size(e.size)
-                        rec["local_time"] = render.local_time(e.realtime)
+                        rec.update(unit=e.unit, size_text=render.human_size(e.size),
+                                   local_time=render.local_time(e.realtime))
                         yield b"event: mail\ndata: " + render.json_line(rec).encode("utf-8", "replace") + b"\n"
             finally:
                 reader.close()

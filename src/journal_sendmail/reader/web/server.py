@@ -93,7 +93,11 @@ class Handler(BaseHTTPRequestHandler):
                            "text/plain; charset=utf-8")
             self.finish_answer(res, head, started, user)
             return
-        res = srv.inbox.handle(self.command, self.path)
+        try:
+            res = srv.inbox.handle(self.command, self.path)
+        except Exception as e:  # a bug, or the OS: one line in the log, a 500 to the browser, never a traceback
+            srv.io.say(f"internal error: {type(e).__name__}: {e}")
+            res = Response(500, b"internal error: see the server's log\n", "text/plain; charset=utf-8")
         self.send_response_only(res.status)
         self.finish_answer(res, head, started, user)
 
@@ -131,6 +135,9 @@ class Handler(BaseHTTPRequestHandler):
                         sent += len(chunk)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+        except Exception as e:  # the journal failed under a stream already begun: end it, say why
+            self.close_connection = True
+            self.server.io.say(f"internal error: {type(e).__name__}: {e}")
         finally:
             close = getattr(res.body, "close", None)
             if close is not None:
