@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "reader"))
 import harness
 import readerkit
 from support import run_sendmail, wait_until
-from webkit import HOSTILE, Recorder, fill
+from webkit import Recorder, fill
 
 SHOTS = Path(os.environ.get("JOURNAL_MAIL_SHOTS", "/var/tmp/journal-mail-web-shots"))
 

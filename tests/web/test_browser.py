@@ -14,11 +14,11 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import Serve, settle, shot
 from support import wait_until
-from webkit import ALT, BACKUP, CRON, HOSTILE, HTML, MDADM, SPLIT
+from webkit import ALT, BACKUP, CRON, HOSTILE, HTML, MDADM
 
 pytest.importorskip("selenium")
-from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
-from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.common.exceptions import NoAlertPresentException
+from selenium.webdriver.common.by import By
 
 DOCS = Path(__file__).parents[2] / "docs"
 

@@ -7,8 +7,11 @@ import base64
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -37,6 +40,7 @@ def test_only_get(inbox: Serve, method: str) -> None:
     status, headers, _ = inbox.get("/", method=method)
     assert status == 405
     assert headers["Allow"] == "GET, HEAD"
+    assert inbox.get("/", method="HEAD")[:3:2] == (200, b"")
 
 
 def test_api_is_list_json(inbox: Serve) -> None:
@@ -126,6 +130,32 @@ def test_auth(inbox: Serve, password_file: Path) -> None:
         stop(proc)
 
 
+def test_tls(inbox: Serve, password_file: Path, tmp_path: Path) -> None:
+    """--tls-cert/--tls-key: HTTPS, with the password asked for over it."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True, timeout=60)
+    url, proc = start_serve("--auth", str(password_file), "--tls-cert", str(cert), "--tls-key", str(key))
+    try:
+        context = ssl.create_default_context(cafile=str(cert))
+        context.check_hostname = False
+        good = base64.b64encode(b"admin:s3cret").decode()
+        req = urllib.request.Request(url.replace("http:", "https:") + "/api/mails?n=1",
+                                     headers={"Authorization": f"Basic {good}"})
+        with urllib.request.urlopen(req, context=context, timeout=30) as r:
+            assert r.status == 200 and json.loads(r.read())["schema"] == 1
+        with pytest.raises((urllib.error.URLError, ConnectionError)):  # plain HTTP on the TLS port gets no page
+            urllib.request.urlopen(url + "/", timeout=30)
+    finally:
+        stop(proc)
+
+
+def test_bad_tls_key(password_file: Path) -> None:
+    p = readerkit.run_jm("serve", "--listen", f"127.0.0.1:{free_port()}", "--tls-cert", "/etc/hostname",
+                         "--tls-key", "/etc/hostname")
+    assert p.returncode == 78, p.stderr
+
+
 @pytest.mark.parametrize(("args", "code"), [
     (["--listen", "0.0.0.0:8025"], 64),
     (["--listen", "[::]:8025"], 64),
@@ -159,6 +189,7 @@ def test_unit_shown_and_searched(inbox: Serve) -> None:
     import hashlib
 
     import harness
+
     from journal_sendmail import journal, record
 
     raw = b"From: root\nTo: root\nSubject: from a unit\n\nunit mail\n"

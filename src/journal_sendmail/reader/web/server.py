@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import signal
+import socket
 import ssl
 import threading
 import time
@@ -52,15 +53,29 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], inbox: Inbox, passwords: Passwords | None, io: Io) -> None:
-        self.address_family = __import__("socket").AF_INET6 if ":" in address[0] else __import__("socket").AF_INET
-        self.inbox, self.passwords, self.io = inbox, passwords, io
+    def __init__(self, address: tuple[str, int], inbox: Inbox, passwords: Passwords | None, io: Io,
+                 tls: ssl.SSLContext | None = None) -> None:
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self.inbox, self.passwords, self.io, self.tls = inbox, passwords, io, tls
         super().__init__(address, Handler)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        """In the request's own thread: the TLS handshake too, so that a client that
+        connects and says nothing holds up only itself."""
+        if self.tls is not None:
+            request.settimeout(Handler.timeout)
+            try:
+                request = self.tls.wrap_socket(request, server_side=True)
+            except (OSError, ssl.SSLError) as e:
+                self.io.say(f"{client_address[0]}: TLS: {getattr(e, 'reason', None) or e}")
+                return
+        super().finish_request(request, client_address)
 
 
 class Handler(BaseHTTPRequestHandler):
     server: Server
     server_version = "journal-mail"
+    timeout = 30  # seconds a client may take to send its request (or a TLS handshake)
     sys_version = ""
     protocol_version = "HTTP/1.1"
 
@@ -169,9 +184,7 @@ def serve(args: argparse.Namespace, io: Io, parser: Callable[[], argparse.Argume
 
     open_journal(args, io).close()  # no journal, or none readable: say so now, not on each page
     stopping = threading.Event()
-    server = Server((host, port), Inbox(args, io, parser, stopping), passwords, io)
-    if context is not None:
-        server.socket = context.wrap_socket(server.socket, server_side=True)
+    server = Server((host, port), Inbox(args, io, parser, stopping), passwords, io, context)
 
     def on_stop(signum: int, frame: object) -> None:
         stopping.set()
