@@ -176,10 +176,15 @@ def test_bad_auth_file(tmp_path: Path) -> None:
 
 
 def test_sigterm_and_access_log(inbox: Serve) -> None:
+    """SIGTERM ends the server cleanly (exit 0) even with a page's events stream open."""
     url, proc = start_serve()
     Serve(url, proc).get("/?q=x")
+    events = urllib.request.urlopen(url + "/api/events", timeout=30)
+    assert events.headers["Content-Type"].startswith("text/event-stream")
+    assert events.readline().startswith(b"retry:")
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
+    events.close()
     assert proc.returncode == 0
     assert b'"GET /?q=x" 200' in err and b"stopped" in err
 
