@@ -14,7 +14,8 @@ import os
 import re
 import shlex
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -162,7 +163,7 @@ class Inbox:
             return " --file " + " ".join(shlex.quote(f) for f in a.file)
         return ""
 
-    def mails(self, args: argparse.Namespace, q: str, reverse: bool) -> Iterator[MailEntry]:
+    def mails(self, args: argparse.Namespace, q: str, reverse: bool) -> Generator[MailEntry, None, None]:
         """The mail ``args`` selects (newest first with ``reverse``), those the search ``q`` finds."""
         reader, filters = commands.start(args, self.io)
         try:
@@ -189,10 +190,11 @@ class Inbox:
         want = (page + 1) * PER_PAGE + 1
         args.lines = None if q else want
         found: list[MailEntry] = []
-        for e in self.mails(args, q, reverse=True):
-            found.append(e)
-            if len(found) >= want:
-                break
+        with closing(self.mails(args, q, reverse=True)) as mails:  # a page read: the journal closed at once
+            for e in mails:
+                found.append(e)
+                if len(found) >= want:
+                    break
         rows = found[page * PER_PAGE:(page + 1) * PER_PAGE]
         filters = [(k, v) for k, v in params if k not in ("page",) and v]
         return Response(200, self.html(
@@ -293,19 +295,17 @@ class Inbox:
     def api_mails(self, params: list[tuple[str, str]]) -> Response:
         """JSON lines, as ``journal-mail list --json`` with the same filters (and ``n``, ``reverse``)."""
         args = self.args_for("list", params, allowed=API_ONLY)
-        if args.reverse and args.lines is None:
-            args.lines = commands.ALL
         q = _param(params, "q")
         if q:
             want = commands.limit(args.lines)
             args.lines = commands.ALL
-            entries: Iterable[MailEntry] = self.mails(args, q, reverse=True)
             found: list[MailEntry] = []
-            for e in entries:
-                if want is not None and len(found) >= want:
-                    break
-                found.append(e)
-            entries = found if args.reverse else reversed(found)
+            with closing(self.mails(args, q, reverse=True)) as mails:
+                for e in mails:
+                    if want is not None and len(found) >= want:
+                        break
+                    found.append(e)
+            entries: Iterable[MailEntry] = found if args.reverse else reversed(found)
         else:
             entries = self.mails(args, "", args.reverse)
         lines = [render.json_line(render.json_record(e)).encode("utf-8", "surrogateescape") for e in entries]
