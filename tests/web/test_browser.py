@@ -105,7 +105,7 @@ def test_stats(inbox: Serve, browser: Any) -> None:
     svg = browser.find_element(By.CSS_SELECTOR, "svg.chart")
     assert svg.find_elements(By.TAG_NAME, "rect")
     assert "8 mail(s)" in browser.find_element(By.TAG_NAME, "main").text
-    for by in ("host", "caller", "user"):
+    for by in ("host", "caller", "unit", "user"):
         assert browser.find_element(By.ID, f"by-{by}").find_elements(By.CSS_SELECTOR, "tbody tr")
     shot(browser, "stats")
 

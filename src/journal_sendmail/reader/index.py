@@ -412,7 +412,7 @@ class Builder:
         return len(rows)
 
 
-AGG_BYS = ("host", "sender", "caller", "subject", "user", "recipient", "day")
+AGG_BYS = ("host", "sender", "caller", "unit", "subject", "user", "recipient", "day")
 QUARTER = 900 * 1_000_000  # µs: every time zone's offset is a whole number of quarter hours
 
 
@@ -426,7 +426,7 @@ def _groups(e: MailEntry) -> list[tuple[str, str]]:
         return [("damaged", "")]
     from .render import stats_keys
 
-    out = [(by, k) for by in ("host", "sender", "caller", "subject", "recipient") for k in stats_keys(e, by)]
+    out = [(by, k) for by in ("host", "sender", "caller", "unit", "subject", "recipient") for k in stats_keys(e, by)]
     out.append(("user", "" if e.uid is None else str(e.uid)))
     out.append(("day", str(e.realtime // QUARTER)))
     return out

@@ -419,6 +419,7 @@ def stats(idx: Index, source: Any, filters: Filters, open_parts: Callable[[], An
                 add("(none)", n, size)
         else:
             column = {"host": "m.hostname", "sender": "m.envelope_from", "caller": "m.caller_comm",
+                      "unit": "json_extract(m.entry, '$.unit')",  # kept in the entry's JSON (schema 3)
                       "subject": "m.subject", "user": "m.uid",
                       "day": "date(m.realtime / 1000000, 'unixepoch', 'localtime')"}[by]
             q = f"SELECT {column}, COUNT(*), SUM(m.size) FROM mails m WHERE {where} GROUP BY {column}"

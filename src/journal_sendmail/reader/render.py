@@ -418,7 +418,7 @@ def json_line(rec: dict[str, Any]) -> str:
 
 # -- stats --------------------------------------------------------------------
 
-STATS_KEYS = ("host", "sender", "recipient", "caller", "subject", "day", "user")
+STATS_KEYS = ("host", "sender", "recipient", "caller", "unit", "subject", "day", "user")
 
 
 def stats_keys(e: MailEntry, by: str) -> list[str]:
@@ -429,6 +429,7 @@ def stats_keys(e: MailEntry, by: str) -> list[str]:
         "host": e.hostname,
         "sender": e.envelope_from,
         "caller": e.caller_comm,
+        "unit": e.unit,
         "subject": e.subject,
         "day": local_time(e.realtime, "%Y-%m-%d"),
         "user": e.username or (str(e.uid) if e.uid is not None else ""),

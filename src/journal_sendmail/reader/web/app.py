@@ -35,7 +35,7 @@ from . import svg
 HERE = os.path.dirname(__file__)
 PER_PAGE = 50
 MAX_PAGE = 2000
-STATS_BY = ("host", "caller", "user")
+STATS_BY = ("host", "caller", "unit", "user")
 
 # The list's filters as query parameters: each is the ``journal-mail list`` option of
 # that name, parsed by the same parser, so ``?host=web1&since=-1d`` means what
