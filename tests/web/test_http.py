@@ -65,6 +65,7 @@ def test_raw_is_exact(inbox: Serve, subject: str) -> None:
     status, headers, body = inbox.get(f"/mail/{inbox.ids[subject]}/raw")
     assert status == 200
     assert headers["Content-Type"] == "message/rfc822"
+    assert headers["Content-Security-Policy"].endswith("sandbox") and headers["X-Content-Type-Options"] == "nosniff"
     assert body == inbox.mails[subject]
 
 

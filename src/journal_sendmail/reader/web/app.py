@@ -53,6 +53,8 @@ PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 's
 # ``sandbox`` also when the frame's address is opened by itself.
 MAIL_HTML_CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; " \
                 "frame-ancestors 'self'; sandbox"
+# The raw bytes: never a page, whatever a browser makes of them.
+RAW_CSP = "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'; sandbox"
 STATIC = {"style.css": "text/css; charset=utf-8", "live.js": "text/javascript; charset=utf-8"}
 
 
@@ -239,7 +241,7 @@ class Inbox:
     def mail_raw(self, params: list[tuple[str, str]], mail_id: str) -> Response:
         _, e, raw = self.one(params, mail_id)
         return Response(200, raw, "message/rfc822",
-                        [("Content-Disposition", f'inline; filename="{render.eml_name(e)}"')])
+                        [("Content-Disposition", f'inline; filename="{render.eml_name(e)}"')], csp=RAW_CSP)
 
     def mail_html(self, params: list[tuple[str, str]], mail_id: str) -> Response:
         """The mail's HTML part, for the sandboxed frame only: its CSP runs nothing and loads nothing."""
