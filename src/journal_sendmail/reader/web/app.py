@@ -167,10 +167,13 @@ class Inbox:
 
     def mails(self, args: argparse.Namespace, q: str, reverse: bool) -> Generator[MailEntry, None, None]:
         """The mail ``args`` selects (newest first with ``reverse``), those the search ``q`` finds."""
+        if q:
+            # q searches bodies, which the index keeps only in part and selected() does not hand
+            # out: the journal is read (newest first, until a page is full), with its raw bytes.
+            args.no_index = True
         reader, filters = commands.start(args, self.io)
         try:
-            # the body q searches is read from the journal: the index keeps no raw bytes
-            entries = selected(args, self.io, reader, filters, reverse, need_raw=bool(q))
+            entries = selected(args, self.io, reader, filters, reverse)
             try:
                 if q:
                     yield from searched(entries, q, grep_body(args))
