@@ -391,7 +391,7 @@ def cmd_stats(args: argparse.Namespace, io: Io) -> int:
     damaged = Damaged()
     rows = None
     if not args.no_index and args.directory is None and not args.file:
-        rows = _stats_from_index(args, filters, damaged)
+        rows = stats_from_index(args, filters, damaged)
     if rows is None:
         entries = damaged.counted(selected(args, io, reader, filters, False), skip=True)
         rows = render.stats_rows(entries, args.by, args.sort)
@@ -407,7 +407,7 @@ def cmd_stats(args: argparse.Namespace, io: Io) -> int:
     return EX_OK
 
 
-def _stats_from_index(args: argparse.Namespace, filters: Filters,
+def stats_from_index(args: argparse.Namespace, filters: Filters,
                       damaged: Damaged) -> list[tuple[str, int, int]] | None:
     """The stats counted by the index in SQL (None: no index, or a filter that needs each mail)."""
     source = source_of(args)

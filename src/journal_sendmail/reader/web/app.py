@@ -226,12 +226,12 @@ class Inbox:
         _, e, raw = self.one(params, mail_id)
         msg = BytesParser(policy=email.policy.default).parsebytes(raw)
         assert isinstance(msg, EmailMessage)
-        body, attachments = render._readable(msg)
+        body, attachments = render.readable(msg)
         html_part = _html_part(msg)
         facts = render.envelope_lines(e)
         if e.unit:
             facts.insert(next((i + 1 for i, (k, _) in enumerate(facts) if k == "Caller"), 3), ("Unit", e.unit))
-        headers = [(k, render.printable(render._header_text(v), one_line=True)) for k, v in msg.items()]
+        headers = [(k, render.printable(render.header_text(v), one_line=True)) for k, v in msg.items()]
         pick = "".join(f"&{k}={quote(v)}" for k, v in params)
         src = self.source_text()
         return Response(200, self.html(
@@ -253,7 +253,7 @@ class Inbox:
         part = _html_part(msg)
         if part is None:
             raise NotFound(f"mail {mail_id} has no HTML part")
-        return Response(200, render._content(part).encode("utf-8", "replace"), csp=MAIL_HTML_CSP)
+        return Response(200, render.part_text(part).encode("utf-8", "replace"), csp=MAIL_HTML_CSP)
 
     def page_stats(self, params: list[tuple[str, str]]) -> Response:
         args = self.args_for("stats", params)
@@ -276,7 +276,7 @@ class Inbox:
             if not args.no_index and args.directory is None and not args.file:
                 for by in keys:
                     args.by = by
-                    rows = commands._stats_from_index(args, filters, damaged)
+                    rows = commands.stats_from_index(args, filters, damaged)
                     if rows is None:
                         break
                     out[by] = render.stats_sorted(rows, by)
