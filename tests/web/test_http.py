@@ -53,6 +53,22 @@ def test_api_is_list_json(inbox: Serve) -> None:
     assert len(body.splitlines()) == 3
 
 
+def test_directory_source(inbox: Serve) -> None:
+    """-D DIR (journal-remote's files on a log host): the same answers as journal-mail -D DIR."""
+    (directory,) = Path("/var/log/journal").glob("*/")
+    url, proc = start_serve("-D", str(directory))
+    try:
+        s = Serve(url, proc)
+        for query, options in [("", []), ("?to=ops@example.org", ["--to", "ops@example.org"])]:
+            assert s.get("/api/mails" + query)[2] == readerkit.ok(
+                readerkit.run_jm("-D", str(directory), "list", "--json", *options)), query
+        page = s.get(f"/mail/{inbox.ids[MDADM]}")[2].decode()
+        assert f"journal-mail -D {directory} show {inbox.ids[MDADM]}" in page
+        assert s.get(f"/mail/{inbox.ids[SPLIT]}/raw")[2] == inbox.mails[SPLIT]
+    finally:
+        stop(proc)
+
+
 def test_one_mail_api(inbox: Serve) -> None:
     status, _, body = inbox.get(f"/api/mails/{inbox.ids[MDADM]}")
     rec = json.loads(body)
