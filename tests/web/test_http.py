@@ -4,8 +4,10 @@ exact raw bytes, the password file and the listening rules."""
 from __future__ import annotations
 
 import base64
+import html
 import json
 import os
+import re
 import signal
 import ssl
 import subprocess
@@ -251,3 +253,35 @@ def test_index_gives_the_same_pages(inbox: Serve) -> None:
     scanned = {p: inbox.get(p)[2] for p in pages}
     readerkit.ok(readerkit.run_jm("index", "--quiet"))
     assert {p: inbox.get(p)[2] for p in pages} == scanned
+
+
+def test_pages_of_fifty(inbox: Serve) -> None:
+    """Newest first, 50 a page, "older" links on: every mail once, in the order of list -r."""
+    import hashlib
+
+    import harness
+
+    from journal_sendmail import journal, record
+
+    sink = journal.Journal(harness.SOCKET, 10)
+    for i in range(60):
+        raw = f"From: root\nTo: root\nSubject: paged {i:02d}\n\nmail {i}\n".encode()
+        mail = record.Mail(mail_id=os.urandom(16).hex(), envelope_from="root", recipients=["root"],
+                           headers={"MAIL_SUBJECT": f"paged {i:02d}"}, size=len(raw),
+                           sha256=hashlib.sha256(raw).hexdigest(), argv=("/usr/sbin/sendmail", "root"),
+                           invoked_as="sendmail")
+        journal.write_mail(sink.send, record.mail_fields(mail, raw, 1), ())
+    sink.close()
+    readerkit.wait_until(lambda: b"paged 59" in inbox.get("/")[2], what="the 60 mails")
+    newest_first = [json.loads(line)["mail_id"] for line in readerkit.ok(
+        readerkit.run_jm("list", "--json", "-r")).splitlines()]
+    seen: list[str] = []
+    path = "/"
+    while path:
+        page = inbox.get(path)[2].decode()
+        seen += re.findall(r'<td class="subject"><a href="/mail/([0-9a-f]{32})">', page)
+        older = re.search(r'<a rel="next" href="([^"]+)">', page)
+        path = "/" + html.unescape(older.group(1)) if older else ""
+    assert seen == newest_first and len(seen) > 60
+    assert len(re.findall(r'<td class="subject">', inbox.get("/?page=1")[2].decode())) == len(seen) - 50
+    assert inbox.get("/?page=-1")[0] == 400 and inbox.get("/?page=x")[0] == 400
