@@ -162,7 +162,9 @@ class Handler(BaseHTTPRequestHandler):
                            f"{res.status} {sent} {ms:.0f}ms")
 
     def log_message(self, format: str, *args: Any) -> None:
-        self.server.io.say("http: " + format % args)
+        line = format % args
+        if not line.startswith("Request timed out"):  # a browser's idle keep-alive connection: no news
+            self.server.io.say("http: " + line)
 
 
 def serve(args: argparse.Namespace, io: Io, parser: Callable[[], argparse.ArgumentParser]) -> int:
