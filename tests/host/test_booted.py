@@ -75,6 +75,27 @@ def test_mail_lost_to_journald_rate_limit_is_shown_and_units_are_filters(host: H
     assert "jsm-flood.service" in stats.stdout and "journald suppressed" in stats.stderr, stats
     quiet = host.sh("journal-mail list --unit cron.service -q")
     assert "jsm-flood" not in quiet.stdout + quiet.stderr
+GET = "python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1]).read().decode())' "
+
+
+def test_the_web_inbox_service_is_unprivileged_and_shows_the_mail(host: Host) -> None:
+    """journal-mail-web.service, shipped disabled: started, it serves the journal's mail on the
+    loopback as a dynamic user (groups systemd-journal, adm), and stops cleanly on SIGTERM."""
+    assert host.sh("systemctl is-enabled journal-mail-web.service || true").stdout.strip() == "disabled"
+    host.sh("systemctl start journal-mail-web.service")
+    host.wait_for(GET + "http://127.0.0.1:8025/ > /dev/null", what="the web inbox")
+    mails = host.sh(GET + "'http://127.0.0.1:8025/api/mails?to=ops@example.org'").stdout
+    assert '"subject":"Cron <root@' in mails, mails
+    assert "Cron &lt;root@" in host.sh(GET + "http://127.0.0.1:8025/").stdout
+    pid = host.sh("systemctl show -p MainPID --value journal-mail-web.service").stdout.strip()
+    uid, groups = host.sh(f"stat -c %u /proc/{pid}; grep ^Groups: /proc/{pid}/status").stdout.split("\n", 1)
+    assert int(uid) >= 61184, uid  # systemd's range of dynamic users
+    journal_gid = host.sh("getent group systemd-journal | cut -d: -f3").stdout.strip()
+    assert journal_gid in groups.split(), groups
+    host.sh("systemctl stop journal-mail-web.service")
+    assert host.sh("systemctl show -p Result --value journal-mail-web.service").stdout.strip() == "success"
+    log = host.sh("journalctl -u journal-mail-web.service -o cat").stdout
+    assert '"GET /api/mails?to=ops@example.org" 200' in log and "stopped" in log, log
 
 
 def test_1000_mails_from_100_units_all_carry_their_unit(host: Host) -> None:

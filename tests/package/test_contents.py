@@ -55,6 +55,7 @@ def test_units_flusher_started_exporter_not(unpacked: Path) -> None:
     assert units == [
         "journal-mail-forward.service",
         "journal-mail-index.service",
+        "journal-mail-web.service",
         "journal-sendmail-export.service",
         "journal-sendmail-flush.path",
         "journal-sendmail-flush.service",
@@ -62,10 +63,20 @@ def test_units_flusher_started_exporter_not(unpacked: Path) -> None:
     postinst = (unpacked / "DEBIAN/postinst").read_text()
     started = set(re.findall(r"deb-systemd-invoke \$_dh_action '?([\w.-]+)", postinst))
     assert started == {"journal-sendmail-flush.path"}, postinst
-    # Enabled by the admin or not, the exporter, the indexer and the forwarder are disabled again on purge.
+    # Enabled by the admin or not, the exporter, the indexer, the forwarder and the web inbox are disabled
+    # again on purge.
     postrm = (unpacked / "DEBIAN/postrm").read_text()
-    for unit in ("journal-sendmail-export.service", "journal-mail-index.service", "journal-mail-forward.service"):
+    for unit in ("journal-sendmail-export.service", "journal-mail-index.service", "journal-mail-forward.service",
+                 "journal-mail-web.service"):
         assert unit in postrm, unit
+
+
+def test_web_inbox_has_its_templates(unpacked: Path) -> None:
+    """The templates and style are package data: a .deb without them serves only errors."""
+    web = unpacked / "usr/lib/python3/dist-packages/journal_sendmail/reader/web"
+    for name in ("templates/base.html", "templates/list.html", "templates/mail.html", "templates/stats.html",
+                 "templates/error.html", "static/style.css", "static/live.js"):
+        assert (web / name).is_file(), name
 
 
 def test_catalog_is_accepted_by_journalctl(unpacked: Path) -> None:

@@ -20,6 +20,7 @@ UNITS = {
     "journal-sendmail-export.service": False,
     "journal-mail-index.service": False,
     "journal-mail-forward.service": False,
+    "journal-mail-web.service": False,
 }
 
 

@@ -219,5 +219,5 @@ def test_stats_table_and_json(stored: list[bytes], sendmail: Callable[..., subpr
     table = ok(run_jm("stats", "--by", "sender")).decode().splitlines()
     assert table[0].split() == ["MAILS", "BYTES", "SENDER"]
     assert table[1].split()[0] == str(len(stored)) and table[2].split() == ["1", "14", "cron@example.org"]
-    for by in ("host", "caller", "subject", "day", "user"):
+    for by in ("host", "caller", "unit", "subject", "day", "user"):
         assert json.loads(ok(run_jm("stats", "--by", by, "--json")).splitlines()[0])["mails"] >= 1

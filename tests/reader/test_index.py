@@ -214,7 +214,7 @@ def test_list_is_the_same_with_the_index(corpus: Corpus, args: list[str]) -> Non
     assert scan.count(b"\n") > 0 or args in (["--host", "nowhere"], ["--until", "yesterday"])
 
 
-@pytest.mark.parametrize("by", ["host", "sender", "recipient", "caller", "subject", "day", "user"])
+@pytest.mark.parametrize("by", ["host", "sender", "recipient", "caller", "unit", "subject", "day", "user"])
 @pytest.mark.parametrize("args", [[], ["--caller", "cron"], ["-g", "backup"], ["--to", "root", "--sort", "bytes"]],
                          ids=["all", "caller", "grep", "to-bytes"])
 def test_stats_are_the_same_with_the_index(corpus: Corpus, by: str, args: list[str]) -> None:

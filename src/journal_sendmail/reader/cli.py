@@ -115,6 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--once", action="store_true", help="handle what is new, retry what waits, then exit")
     c.add_argument("--dry-run", action="store_true", help="say what each rule decides; send nothing")
     c.add_argument("--digest-now", metavar="NAME", nargs="?", const="", help="send digest NAME (all: none given) now")
+
+    c = sub.add_parser("serve", parents=[source], help="a read-only web inbox (http://127.0.0.1:8025/)")
+    c.add_argument("--listen", metavar="HOST:PORT", help="where to listen (default 127.0.0.1:8025; beyond the "
+                   "loopback only with --auth)")
+    c.add_argument("--auth", metavar="FILE", help="HTTP basic auth: NAME:scrypt$… lines (see journal-mail(1))")
+    c.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate (PEM; with --tls-key)")
+    c.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM)")
+    c.add_argument("--no-index", action="store_true", help="read the journal itself, never the index")
     return p
 
 
@@ -144,6 +152,17 @@ def join_dash_values(argv: list[str]) -> list[str]:
     return out
 
 
+def cmd_serve(args: argparse.Namespace, io: Io) -> int:
+    """The web inbox: here, not in commands, since its pages parse their query parameters with
+    ``build_parser`` (and import commands: the imports run one way)."""
+    from .web.server import serve  # Jinja2 and http.server only for the web inbox
+
+    return serve(args, io, build_parser)
+
+
+RUN = {**COMMANDS, "serve": cmd_serve}
+
+
 def main(argv: list[str] | None = None, io: Io | None = None) -> int:
     io = io or Io(out=sys.stdout.buffer, err=sys.stderr.buffer)
     try:
@@ -154,7 +173,7 @@ def main(argv: list[str] | None = None, io: Io | None = None) -> int:
     except SystemExit as e:  # --help, --version
         return e.code if isinstance(e.code, int) else EX_OK
     try:
-        return COMMANDS[args.command](args, io)
+        return RUN[args.command](args, io)
     except JournalSendmailError as e:
         io.say(e.reason)
         return e.code

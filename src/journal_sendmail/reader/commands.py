@@ -422,7 +422,7 @@ def cmd_stats(args: argparse.Namespace, io: Io) -> int:
     units = Units()
     rows = None
     if not args.no_index and args.directory is None and not args.file:
-        rows = _stats_from_index(args, filters, damaged, units)
+        rows = stats_from_index(args, filters, damaged, units)
     if rows is None:
         entries = units.seen(damaged.counted(selected(args, io, reader, filters, False), skip=True))
         rows = render.stats_rows(entries, args.by, args.sort)
@@ -439,7 +439,7 @@ def cmd_stats(args: argparse.Namespace, io: Io) -> int:
     return EX_OK
 
 
-def _stats_from_index(args: argparse.Namespace, filters: Filters, damaged: Damaged,
+def stats_from_index(args: argparse.Namespace, filters: Filters, damaged: Damaged,
                       units: Units) -> list[tuple[str, int, int]] | None:
     """The stats counted by the index in SQL (None: no index, or a filter that needs each mail)."""
     source = source_of(args)

@@ -254,23 +254,23 @@ def show_text(e: MailEntry, raw: bytes, all_headers: bool = False, color: bool =
     out.append("")
     for key, value in msg.items():
         if all_headers or key.title() in SUMMARY_HEADERS:
-            out.append(f"{name(key)}: {printable(_header_text(value), one_line=True)}")
+            out.append(f"{name(key)}: {printable(header_text(value), one_line=True)}")
     out.append("")
-    body, attachments = _readable(msg)
+    body, attachments = readable(msg)
     out.append(printable(body).rstrip("\n"))
     for label in attachments:
         out.append(dim(f"[attachment: {printable(label, one_line=True)}]"))
     return "\n".join(out) + "\n"
 
 
-def _header_text(value: object) -> str:
+def header_text(value: object) -> str:
     try:
         return str(value)
     except Exception:  # a header the email package cannot even print
         return repr(value)
 
 
-def _readable(msg: Any) -> tuple[str, list[str]]:
+def readable(msg: Any) -> tuple[str, list[str]]:
     """The body to show (first text/plain, else text/html as is) and attachment labels."""
     try:
         part = msg.get_body(preferencelist=("plain", "html"))
@@ -278,9 +278,9 @@ def _readable(msg: Any) -> tuple[str, list[str]]:
         part = None
     body = ""
     if part is not None:
-        body = _content(part)
+        body = part_text(part)
     elif not msg.is_multipart():
-        body = _content(msg)
+        body = part_text(msg)
     labels = []
     try:
         attachments = list(msg.iter_attachments()) if msg.is_multipart() else []
@@ -294,7 +294,7 @@ def _readable(msg: Any) -> tuple[str, list[str]]:
     return body, labels
 
 
-def _content(part: Any) -> str:
+def part_text(part: Any) -> str:
     try:
         content = part.get_content()
     except Exception:  # unknown charset, broken base64: show what is there
@@ -311,7 +311,7 @@ def headers_text(raw: bytes) -> str:
     from email.parser import BytesParser
 
     msg = BytesParser(policy=policy.default).parsebytes(raw, headersonly=True)
-    return "".join(f"{k}: {printable(_header_text(v), one_line=True)}\n" for k, v in msg.items())
+    return "".join(f"{k}: {printable(header_text(v), one_line=True)}\n" for k, v in msg.items())
 
 
 # -- mbox and eml -------------------------------------------------------------

@@ -1,0 +1,410 @@
+"""The web inbox's pages and API: a request in, a Response out, over the reader's own
+query (``commands.selected``, ``find``), filters (the ``list`` options, parsed by
+the same argparse parser), reassembly (``whole``) and renderers (``render``).
+
+No I/O here but the journal's: the HTTP server is ``server.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import email.policy
+import itertools
+import os
+import re
+import shlex
+import threading
+from collections.abc import Callable, Generator, Iterable, Iterator
+from contextlib import closing
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.parser import BytesParser
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
+
+import jinja2
+
+from ...errors import DamagedMail, JournalSendmailError, NoPermission, NotFound, UsageError
+from .. import commands, query, render
+from ..commands import Damaged, find, grep_body, open_journal, selected, whole
+from ..entry import MailEntry
+from ..filters import make_filters
+from ..output import Io
+from . import svg
+
+HERE = os.path.dirname(__file__)
+PER_PAGE = 50
+MAX_PAGE = 2000
+STATS_BY = ("host", "caller", "unit", "user")
+
+# The list's filters as query parameters: each is the ``journal-mail list`` option of
+# that name, parsed by the same parser, so ``?host=web1&since=-1d`` means what
+# ``journal-mail list --host web1 --since -1d`` means.
+OPTIONS = {"host": "--host", "caller": "--caller", "user": "--user", "uid": "--uid", "from": "--from",
+           "to": "--to", "since": "--since", "until": "--until", "subject": "--subject", "grep": "--grep",
+           "boot": "--boot"}
+FLAGS = {"spooled": "--spooled", "refused": "--refused"}
+LIST_ONLY = {"q", "page"}
+API_ONLY = {"n": "--lines", "reverse": "--reverse"}
+
+PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+            "frame-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+# A mail's HTML: no script, nothing loaded (a tracking pixel is not fetched), only inline style;
+# ``sandbox`` also when the frame's address is opened by itself.
+MAIL_HTML_CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; " \
+                "frame-ancestors 'self'; sandbox"
+# The raw bytes: never a page, whatever a browser makes of them.
+RAW_CSP = "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'; sandbox"
+STATIC = {"style.css": "text/css; charset=utf-8", "live.js": "text/javascript; charset=utf-8"}
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes | Iterator[bytes] = b""
+    content_type: str = "text/html; charset=utf-8"
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    csp: str = PAGE_CSP
+
+    def all_headers(self) -> list[tuple[str, str]]:
+        """The security headers every answer carries, then its own."""
+        return [("Content-Type", self.content_type), ("Content-Security-Policy", self.csp),
+                ("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer"),
+                ("X-Frame-Options", "SAMEORIGIN" if "frame-ancestors 'self'" in self.csp else "DENY"),
+                ("Cross-Origin-Opener-Policy", "same-origin"), ("Cross-Origin-Resource-Policy", "same-origin"),
+                ("Cache-Control", "no-store"), *self.headers]
+
+
+class Inbox:
+    """The pages over one source (the server's ``-D``, ``--file`` or ``--namespace``)."""
+
+    def __init__(self, server_args: argparse.Namespace, io: Io, parser: Callable[[], argparse.ArgumentParser],
+                 stopping: threading.Event | None = None) -> None:
+        self.server_args = server_args
+        self.parser = parser()  # journal-mail's own: a query parameter means what its option means
+        self.io = io
+        self.stopping = stopping or threading.Event()
+        self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(os.path.join(HERE, "templates")),
+                                      autoescape=True, undefined=jinja2.StrictUndefined)
+        self.env.globals.update(human_size=render.human_size, local_time=render.local_time,
+                                printable=render.printable, link=link)
+        self.routes: list[tuple[re.Pattern[str], Callable[..., Response]]] = [
+            (re.compile(r"/"), self.page_list),
+            (re.compile(r"/mail/([0-9a-fA-F]{1,32})"), self.page_mail),
+            (re.compile(r"/mail/([0-9a-fA-F]{1,32})/raw"), self.mail_raw),
+            (re.compile(r"/mail/([0-9a-fA-F]{1,32})/html"), self.mail_html),
+            (re.compile(r"/stats"), self.page_stats),
+            (re.compile(r"/api/mails"), self.api_mails),
+            (re.compile(r"/api/mails/([0-9a-fA-F]{1,32})"), self.api_mail),
+            (re.compile(r"/api/events"), self.api_events),
+            (re.compile(r"/static/([a-z.]+)"), self.static),
+        ]
+
+    # -- dispatch -------------------------------------------------------------
+
+    def handle(self, method: str, target: str) -> Response:
+        if method not in ("GET", "HEAD"):
+            return Response(405, b"only GET: this inbox changes nothing\n", "text/plain; charset=utf-8",
+                            [("Allow", "GET, HEAD")])
+        url = urlsplit(target)
+        try:
+            params = parse_qsl(url.query, keep_blank_values=True)
+        except ValueError:
+            params = []
+        for pattern, page in self.routes:
+            m = pattern.fullmatch(url.path)
+            if m:
+                try:
+                    return page(params, *m.groups())
+                except JournalSendmailError as e:
+                    return self.error(e)
+        return self.error(NotFound(f"no page {url.path}"))
+
+    def error(self, e: JournalSendmailError) -> Response:
+        status = {UsageError: 400, NotFound: 404, NoPermission: 403, DamagedMail: 409}.get(type(e), 500)
+        self.io.say(f"{status}: {e.reason}")
+        return Response(status, self.html("error.html", status=status, reason=e.reason, title="Error"))
+
+    def html(self, template: str, **values: Any) -> bytes:
+        return self.env.get_template(template).render(source=self.source_text(), **values).encode("utf-8")
+
+    # -- arguments: the query parameters as the reader's command line -----------
+
+    def args_for(self, command: str, params: list[tuple[str, str]], extra: Iterable[str] = (),
+                 allowed: Iterable[str] = ()) -> argparse.Namespace:
+        argv = [command]
+        for key, value in params:
+            if key in LIST_ONLY or key in allowed:
+                if key in API_ONLY and value:
+                    argv.append(API_ONLY[key] if key == "reverse" else f"{API_ONLY[key]}={value}")
+                continue
+            if key in FLAGS:
+                if value not in ("", "0", "no"):
+                    argv.append(FLAGS[key])
+            elif key in OPTIONS:
+                if value:
+                    argv.append(f"{OPTIONS[key]}={value}")
+            else:
+                raise UsageError(f"unknown parameter {key!r}: filters are {', '.join([*OPTIONS, *FLAGS, 'q'])}")
+        args = self.parser.parse_args([*argv, *extra])
+        for name in ("directory", "namespace"):
+            setattr(args, name, getattr(self.server_args, name, None))
+        args.file = list(getattr(self.server_args, "file", None) or [])
+        args.quiet, args.no_pager = True, True
+        args.no_index = getattr(self.server_args, "no_index", False)
+        return args
+
+    def source_text(self) -> str:
+        """The source options, as a command line would give them."""
+        a = self.server_args
+        if getattr(a, "directory", None):
+            return f" -D {shlex.quote(a.directory)}"
+        if getattr(a, "namespace", None):
+            return f" --namespace={shlex.quote(a.namespace)}"
+        if getattr(a, "file", None):
+            return " --file " + " ".join(shlex.quote(f) for f in a.file)
+        return ""
+
+    def mails(self, args: argparse.Namespace, q: str, reverse: bool) -> Generator[MailEntry, None, None]:
+        """The mail ``args`` selects (newest first with ``reverse``), those the search ``q`` finds."""
+        if q:
+            # q searches bodies, which the index keeps only in part and selected() does not hand
+            # out: the journal is read (newest first, until a page is full), with its raw bytes.
+            args.no_index = True
+        reader, filters = commands.start(args, self.io)
+        try:
+            entries = selected(args, self.io, reader, filters, reverse)
+            try:
+                if q:
+                    yield from searched(entries, q, grep_body(args))
+                else:
+                    yield from entries
+            finally:
+                close = getattr(entries, "close", None)
+                if close is not None:
+                    close()
+        finally:
+            reader.close()
+
+    # -- pages ------------------------------------------------------------------
+
+    def page_list(self, params: list[tuple[str, str]]) -> Response:
+        q = _param(params, "q")
+        page = _page(params)
+        args = self.args_for("list", params)
+        want = (page + 1) * PER_PAGE + 1
+        args.lines = None if q else want
+        found: list[MailEntry] = []
+        with closing(self.mails(args, q, reverse=True)) as mails:  # a page read: the journal closed at once
+            for e in mails:
+                found.append(e)
+                if len(found) >= want:
+                    break
+        rows = found[page * PER_PAGE:(page + 1) * PER_PAGE]
+        filters = [(k, v) for k, v in params if k not in ("page",) and v]
+        return Response(200, self.html(
+            "list.html", title="Mail", rows=rows, page=page, more=len(found) > (page + 1) * PER_PAGE, q=q,
+            filters=filters, query=lambda **kw: query_string(params, **kw), live=page == 0))
+
+    def one(self, params: list[tuple[str, str]], mail_id: str) -> tuple[argparse.Namespace, MailEntry, bytes]:
+        """The mail ``mail_id`` names (``?uid=``, ``?host=`` pick one of forged twins) and its bytes."""
+        extra = [mail_id]
+        for key, value in params:
+            if key in ("uid", "host", "user") and value:
+                extra.append(f"--{key}={value}")
+            else:
+                raise UsageError(f"unknown parameter {key!r} (a mail takes uid, user and host)")
+        args = self.args_for("show", [], extra)
+        reader = open_journal(args, self.io)
+        try:
+            e = find(args, self.io, mail_id, reader)
+        finally:
+            reader.close()
+        return args, e, whole(e, args)
+
+    def page_mail(self, params: list[tuple[str, str]], mail_id: str) -> Response:
+        _, e, raw = self.one(params, mail_id)
+        msg = BytesParser(policy=email.policy.default).parsebytes(raw)
+        assert isinstance(msg, EmailMessage)
+        body, attachments = render.readable(msg)
+        html_part = _html_part(msg)
+        facts = render.envelope_lines(e)
+        if e.unit:
+            facts.insert(next((i + 1 for i, (k, _) in enumerate(facts) if k == "Caller"), 3), ("Unit", e.unit))
+        headers = [(k, render.printable(render.header_text(v), one_line=True)) for k, v in msg.items()]
+        pick = "".join(f"&{k}={quote(v)}" for k, v in params)
+        src = self.source_text()
+        return Response(200, self.html(
+            "mail.html", title=e.subject or "(no subject)", e=e, facts=facts, headers=headers,
+            summary=[(k, v) for k, v in headers if k.title() in render.SUMMARY_HEADERS],
+            body=render.printable(body), body_is_html=html_part is not None and _is_body(msg, html_part),
+            has_html=html_part is not None, attachments=attachments, pick=("?" + pick[1:]) if pick else "",
+            commands=[f"journal-mail{src} show {e.mail_id}", f"journalctl{src} MAIL_ID={e.mail_id}"]))
+
+    def mail_raw(self, params: list[tuple[str, str]], mail_id: str) -> Response:
+        _, e, raw = self.one(params, mail_id)
+        return Response(200, raw, "message/rfc822",
+                        [("Content-Disposition", f'inline; filename="{render.eml_name(e)}"')], csp=RAW_CSP)
+
+    def mail_html(self, params: list[tuple[str, str]], mail_id: str) -> Response:
+        """The mail's HTML part, for the sandboxed frame only: its CSP runs nothing and loads nothing."""
+        _, _, raw = self.one(params, mail_id)
+        msg = BytesParser(policy=email.policy.default).parsebytes(raw)
+        part = _html_part(msg)
+        if part is None:
+            raise NotFound(f"mail {mail_id} has no HTML part")
+        return Response(200, render.part_text(part).encode("utf-8", "replace"), csp=MAIL_HTML_CSP)
+
+    def page_stats(self, params: list[tuple[str, str]]) -> Response:
+        args = self.args_for("stats", params)
+        tables, damaged = self.stats(args, ("day", *STATS_BY))
+        days = tables.pop("day")
+        chart = svg.bars([(k, c) for k, c, _ in days], title="mails per day")
+        total = sum(c for _, c, _ in days)
+        return Response(200, self.html("stats.html", title="Stats", chart=chart, days=days, tables=tables,
+                                       total=total, damaged=damaged,
+                                       query=lambda **kw: query_string(params, **kw)))
+
+    def stats(self, args: argparse.Namespace,
+              keys: tuple[str, ...]) -> tuple[dict[str, list[tuple[str, int, int]]], int]:
+        """The stats of every key: counted by the index in SQL when there is a current one
+        (as ``journal-mail stats``), else in ONE pass over the mail for all keys."""
+        reader, filters = commands.start(args, self.io)
+        try:
+            out: dict[str, list[tuple[str, int, int]]] = {}
+            damaged = Damaged()
+            if not args.no_index and args.directory is None and not args.file:
+                for by in keys:
+                    args.by = by
+                    rows = commands.stats_from_index(args, filters, damaged, commands.Units())
+                    if rows is None:
+                        break
+                    out[by] = render.stats_sorted(rows, by)
+                else:
+                    return out, damaged.count
+            damaged = Damaged()
+            acc: dict[str, dict[str, list[int]]] = {by: {} for by in keys}
+            for e in damaged.counted(selected(args, self.io, reader, filters, False), skip=True):
+                for by in keys:
+                    for k in render.stats_keys(e, by):
+                        slot = acc[by].setdefault(k, [0, 0])
+                        slot[0] += 1
+                        slot[1] += e.size
+            return {by: render.stats_sorted([(k, c, b) for k, (c, b) in acc[by].items()], by)
+                    for by in keys}, damaged.count
+        finally:
+            reader.close()
+
+    # -- API ----------------------------------------------------------------------
+
+    def api_mails(self, params: list[tuple[str, str]]) -> Response:
+        """JSON lines, as ``journal-mail list --json`` with the same filters (and ``n``, ``reverse``)."""
+        args = self.args_for("list", params, allowed=API_ONLY)
+        q = _param(params, "q")
+        if q:
+            want = commands.limit(args.lines)
+            args.lines = commands.ALL
+            found: list[MailEntry] = []
+            with closing(self.mails(args, q, reverse=True)) as mails:
+                for e in mails:
+                    if want is not None and len(found) >= want:
+                        break
+                    found.append(e)
+            entries: Iterable[MailEntry] = found if args.reverse else reversed(found)
+        else:
+            entries = self.mails(args, "", args.reverse)
+        lines = [render.json_line(render.json_record(e)).encode("utf-8", "surrogateescape") for e in entries]
+        return Response(200, b"".join(lines), "application/x-ndjson; charset=utf-8")
+
+    def api_mail(self, params: list[tuple[str, str]], mail_id: str) -> Response:
+        """One mail with its body, as ``journal-mail export --format json`` writes it."""
+        _, e, raw = self.one(params, mail_id)
+        return Response(200, render.json_line(render.json_record(e, raw)).encode("utf-8", "surrogateescape"),
+                        "application/json; charset=utf-8")
+
+    def api_events(self, params: list[tuple[str, str]]) -> Response:
+        """Server-sent events: each new mail the filters (and ``q``) select, as it arrives."""
+        q = _param(params, "q")
+        args = self.args_for("list", [(k, v) for k, v in params if k != "page"])
+        make_filters(args)  # a bad filter is a 400 now, not a broken stream later
+
+        def stream() -> Iterator[bytes]:
+            reader, filters = commands.start(args, self.io)
+            body = grep_body(args)
+            try:
+                new = query.follow(reader, filters, None, 0, body if filters.grep else None)
+                # At the journal's tail before the page hears "open": a mail stored after that is sent.
+                first = next(new)
+                yield b"retry: 2000\n: new mail follows\n\n"
+                for e in itertools.chain([first], new):
+                    if self.stopping.is_set():
+                        return
+                    if e is None:
+                        yield b": idle\n\n"  # a closed page shows here, as a failed write
+                    elif not q or next(searched([e], q, body), None) is not None:
+                        rec = render.json_record(e)
+                        rec.update(unit=e.unit, size_text=render.human_size(e.size),
+                                   local_time=render.local_time(e.realtime))
+                        yield b"event: mail\ndata: " + render.json_line(rec).encode("utf-8", "replace") + b"\n"
+            finally:
+                reader.close()
+
+        return Response(200, stream(), "text/event-stream; charset=utf-8")
+
+    def static(self, params: list[tuple[str, str]], name: str) -> Response:
+        if name not in STATIC:
+            raise NotFound(f"no file {name}")
+        with open(os.path.join(HERE, "static", name), "rb") as f:
+            return Response(200, f.read(), STATIC[name])
+
+
+def searched(entries: Iterable[MailEntry], q: str, body: Callable[[MailEntry], str]) -> Iterator[MailEntry]:
+    """The mails whose subject, from, to, host, caller, unit or body contain ``q`` (any case)."""
+    needle = q.casefold()
+    for e in entries:
+        h = e.headers
+        fields = (e.subject, h.get("from", ""), h.get("to", ""), h.get("cc", ""), e.envelope_from,
+                  ",".join(e.recipients), e.hostname, e.caller_comm, e.unit)
+        if any(needle in f.casefold() for f in fields) or needle in body(e).casefold():
+            yield e
+
+
+def _param(params: list[tuple[str, str]], name: str) -> str:
+    return next((v for k, v in reversed(params) if k == name), "").strip()
+
+
+def _page(params: list[tuple[str, str]]) -> int:
+    text = _param(params, "page") or "0"
+    if not text.isdigit() or int(text) > MAX_PAGE:
+        raise UsageError(f"page must be a number from 0 to {MAX_PAGE}")
+    return int(text)
+
+
+def query_string(params: list[tuple[str, str]], **change: str | None) -> str:
+    """The list's parameters with ``change`` made (None removes one), as ``?…``."""
+    keep = [(k, v) for k, v in params if k not in change and v and k != "page"]
+    keep += [(k, v) for k, v in change.items() if v]
+    return "?" + urlencode(keep) if keep else "?"
+
+
+def link(key: str, value: str) -> str:
+    """The list filtered by one value (a host, caller, uid …)."""
+    return "/?" + urlencode([(key, value)])
+
+
+def _html_part(msg: Any) -> Any:
+    try:
+        return msg.get_body(preferencelist=("html",))
+    except Exception:
+        return None
+
+
+def _is_body(msg: Any, html_part: Any) -> bool:
+    """Is the HTML part the body the reader shows (no plain text to prefer)?"""
+    try:
+        return msg.get_body(preferencelist=("plain", "html")) is html_part
+    except Exception:
+        return False
+
+
+
