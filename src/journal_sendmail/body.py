@@ -82,22 +82,24 @@ def plain_text(raw: bytes) -> bool:
     from .headers import header_block
 
     _, block = header_block(raw)
-    low = block.lower()
+    low = b"\n" + block.lower()
     if b"content-t" not in low:
         return True
     values: dict[bytes, bytes] = {}
-    lines = low.split(b"\n")
-    for n, line in enumerate(lines):
-        for name in (b"content-type", b"content-transfer-encoding"):
-            if name in line:
-                if not line.startswith(name + b":") or name in values:
-                    return False  # odd spacing, a repeat: the parser decides
-                if n + 1 < len(lines) and lines[n + 1][:1] in (b" ", b"\t"):
-                    return False  # folded
-                value = line[len(name) + 1:].strip(b" \t\r")
-                if not _SIMPLE.issuperset(value):
-                    return False
-                values[name] = value
+    for name in (b"content-type", b"content-transfer-encoding"):
+        at = low.find(b"\n" + name + b":")
+        if low.count(name) != (at >= 0):
+            return False  # odd spacing, a repeat, the name inside another header: the parser decides
+        if at < 0:
+            continue
+        end = low.find(b"\n", at + 1)
+        end = len(low) if end < 0 else end
+        if low[end + 1:end + 2] in (b" ", b"\t"):
+            return False  # folded
+        value = low[at + len(name) + 2:end].strip(b" \t\r")
+        if not _SIMPLE.issuperset(value):
+            return False
+        values[name] = value
     ctype = values.get(b"content-type", b"").decode()
     charset = ctype.split("charset=", 1)[1].split(";")[0].strip() if "charset=" in ctype else ""
     plain = (not ctype or ctype.split(";")[0].strip() == "text/plain") and charset in PLAIN_CHARSETS

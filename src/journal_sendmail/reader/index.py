@@ -50,9 +50,9 @@ from .entry import SIZE_MAX, MailEntry, count, to_entry
 from .filters import Filters
 
 INDEX_DIR = "/var/lib/journal-mail/index"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4  # 4: fewer indexes, only those a query uses
 BODY_MAX = 16 * 1024  # characters of body kept for search
-BATCH = 5000  # rows per transaction
+BATCH = 20000  # rows per transaction (bigger ones make fewer, larger full-text segments to merge)
 HEADER = 200  # bytes of a journal file's header read for its id and entry count
 _STORED = ("mail_id", "realtime", "cursor", "kind", "envelope_from", "recipients", "headers", "size", "sha256",
            "parts", "uid", "hostname", "boot_id", "caller_comm", "caller_pid", "caller_exe", "caller_unit",
@@ -72,7 +72,8 @@ CREATE TABLE mails (
     uid INTEGER, hostname TEXT NOT NULL, boot_id TEXT NOT NULL, caller_comm TEXT NOT NULL, unit TEXT NOT NULL,
     spooled INTEGER NOT NULL, size INTEGER NOT NULL, damaged INTEGER NOT NULL, body_complete INTEGER NOT NULL,
     entry TEXT NOT NULL);
-CREATE TABLE rcpt (mail INTEGER NOT NULL, addr TEXT NOT NULL, how INTEGER NOT NULL);
+CREATE TABLE rcpt (mail INTEGER NOT NULL, addr TEXT NOT NULL, how INTEGER NOT NULL,
+                   PRIMARY KEY (mail, addr)) WITHOUT ROWID;
 CREATE VIRTUAL TABLE fts USING fts5(subject, body, tokenize = 'trigram case_sensitive 0', detail = column);
 CREATE TABLE agg (file INTEGER NOT NULL, kind TEXT NOT NULL, by TEXT NOT NULL, key TEXT NOT NULL,
                   mails INTEGER NOT NULL, bytes INTEGER NOT NULL, PRIMARY KEY (file, kind, by, key)) WITHOUT ROWID;
@@ -80,14 +81,10 @@ CREATE TABLE seqs (file INTEGER NOT NULL, seqnum_id TEXT NOT NULL, PRIMARY KEY (
 CREATE INDEX mails_seqnum ON mails (seqnum);
 CREATE INDEX mails_realtime ON mails (realtime);
 CREATE INDEX mails_file ON mails (file, pos);
-CREATE INDEX mails_host ON mails (hostname, size, damaged);
 CREATE INDEX mails_uid ON mails (uid);
-CREATE INDEX mails_from ON mails (envelope_from);
 CREATE INDEX mails_caller ON mails (caller_comm);
-CREATE INDEX mails_id ON mails (mail_id);
 CREATE INDEX mails_incomplete ON mails (body_complete) WHERE body_complete = 0;
 CREATE INDEX rcpt_addr ON rcpt (addr, mail);
-CREATE INDEX rcpt_mail ON rcpt (mail);
 """
 
 
