@@ -287,6 +287,7 @@ class Builder:
         finally:
             os.umask(old)
         db.executescript(SCHEMA)
+        db.execute("INSERT INTO fts (fts, rank) VALUES ('automerge', 8)")  # fewer, larger merges while indexing
         db.executemany("INSERT INTO meta VALUES (?, ?)",
                        [("schema", str(SCHEMA_VERSION)), ("source", describe(self.source)),
                         ("created", str(int(time.time())))])
