@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import signal
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from .. import users
@@ -17,7 +16,7 @@ from . import index, indexed, query, render
 from .assemble import assemble, searchable_body
 from .entry import MailEntry, Sender, to_entry
 from .filters import Filters, make_filters
-from .output import FLUSH_BYTES, Io, Output, eml_directory, page, read_cursor, save_cursor, write_eml
+from .output import FLUSH_BYTES, Io, Output, Signals, eml_directory, page, read_cursor, save_cursor, write_eml
 from .query import Source
 
 ALL = -1  # -n all
@@ -351,31 +350,13 @@ def cmd_export(args: argparse.Namespace, io: Io) -> int:
     return EX_OK
 
 
-@dataclass
-class Flags:
-    """What the signal handlers ask the follow loop to do."""
-
-    stop: bool = False
-    reopen: bool = False
-
-
 def cmd_follow(args: argparse.Namespace, io: Io) -> int:
     directory = eml_directory(args.output) if args.format == "eml" else None
     reader, filters = start(args, io)
     out = None if directory else Output(io.out if args.output is None else None, args.output)
     writer = Writer(args.format, args, io, out, directory)
     cursor = read_cursor(args.cursor_file) if args.cursor_file else None
-    flags = Flags()
-
-    def on_stop(signum: int, frame: object) -> None:
-        flags.stop = True
-
-    def on_hup(signum: int, frame: object) -> None:
-        flags.reopen = True
-
-    signal.signal(signal.SIGTERM, on_stop)
-    signal.signal(signal.SIGINT, on_stop)
-    signal.signal(signal.SIGHUP, on_hup)
+    flags = Signals.install()  # SIGHUP: reopen the output (logrotate)
     # -n N: the newest N first; -n all (or --since): everything there is; else only new mail
     lines = None if args.lines == ALL or (args.lines is None and args.since) else (args.lines or 0)
     last = cursor
@@ -396,10 +377,10 @@ def cmd_follow(args: argparse.Namespace, io: Io) -> int:
         for e in stream:
             # Signal handlers run as soon as the reader returns, so a mail that
             # arrives after logrotate's SIGHUP already goes to the new file.
-            if flags.reopen and out is not None and out.path is not None:
+            if flags.hup and out is not None and out.path is not None:
                 commit()
                 out.reopen()
-                flags.reopen = False
+                flags.hup = False
             if e is not None:
                 writer.write(e)
                 last = e.cursor
@@ -469,13 +450,7 @@ def cmd_index(args: argparse.Namespace, io: Io) -> int:
         idx = builder.open(rebuild=args.rebuild)
     except (OSError, sqlite3.Error) as e:
         raise OutputError(f"cannot write the index {builder.path}: {getattr(e, 'strerror', None) or e}") from None
-    flags = Flags()
-
-    def on_stop(signum: int, frame: object) -> None:
-        flags.stop = True
-
-    signal.signal(signal.SIGTERM, on_stop)
-    signal.signal(signal.SIGINT, on_stop)
+    flags = Signals.install(hup=False)
     watch = query.open_reader(source) if args.follow else None
     try:
         while True:

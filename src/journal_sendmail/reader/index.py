@@ -412,7 +412,6 @@ class Builder:
         return len(rows)
 
 
-AGG_BYS = ("host", "sender", "caller", "unit", "subject", "user", "recipient", "day")
 QUARTER = 900 * 1_000_000  # µs: every time zone's offset is a whole number of quarter hours
 
 

@@ -4,6 +4,7 @@ directory of eml files, and the cursor file of ``follow``."""
 from __future__ import annotations
 
 import os
+import signal
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -104,6 +105,31 @@ class Output:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+
+
+@dataclass
+class Signals:
+    """What SIGTERM or SIGINT (``stop``) and SIGHUP (``hup``) asked of a command that
+    runs until stopped; its loop looks at them between steps."""
+
+    stop: bool = False
+    hup: bool = False
+
+    @classmethod
+    def install(cls, hup: bool = True) -> Signals:
+        flags = cls()
+
+        def on_stop(signum: int, frame: object) -> None:
+            flags.stop = True
+
+        def on_hup(signum: int, frame: object) -> None:
+            flags.hup = True
+
+        signal.signal(signal.SIGTERM, on_stop)
+        signal.signal(signal.SIGINT, on_stop)
+        if hup:
+            signal.signal(signal.SIGHUP, on_hup)
+        return flags
 
 
 def write_eml(directory: str, name: str, raw: bytes) -> None:

@@ -110,6 +110,19 @@ def _attachment(raw: bytes) -> str:
     return ""
 
 
+def _new_mail_head(dest: Destination, subject: str, mid: str, now: float, forwarded: str) -> str:
+    """The headers of a mail the forwarder writes itself, its stamps included."""
+    return "".join([
+        header("From", dest.sender),
+        header("To", ", ".join(dest.to)),
+        header("Subject", subject),
+        f"Date: {formatdate(now, localtime=True)}\n",
+        f"Message-ID: {mid}\n",
+        "Auto-Submitted: auto-generated\n",
+        f"{FORWARDED}: {forwarded}\n",
+    ])
+
+
 def wrap(e: MailEntry, raw: bytes, unit: str, dest: Destination, rule: str, now: float) -> Outgoing:
     """A new mail From the forwarder, the original attached as message/rfc822."""
     import base64
@@ -133,17 +146,8 @@ def wrap(e: MailEntry, raw: bytes, unit: str, dest: Destination, rule: str, now:
     else:
         text_part += "base64\n\n"
         text_bytes = base64.encodebytes(text_b)
-    head = "".join([
-        header("From", dest.sender),
-        header("To", ", ".join(dest.to)),
-        header("Subject", subject),
-        f"Date: {formatdate(now, localtime=True)}\n",
-        f"Message-ID: {mid}\n",
-        "Auto-Submitted: auto-generated\n",
-        f"{FORWARDED}: {e.mail_id}\n",
-        "MIME-Version: 1.0\n",
-        f'Content-Type: multipart/mixed; boundary="{boundary}"\n\n',
-    ])
+    head = _new_mail_head(dest, subject, mid, now, e.mail_id) + (
+        f'MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary="{boundary}"\n\n')
     rfc822 = _attachment(raw)
     if rfc822:
         original = rfc822.encode() + raw + b"\n"  # that newline belongs to the boundary (RFC 2046 5.1.1)
@@ -200,15 +204,7 @@ def plain_mail(dest: Destination, subject: str, text: str, mid: str, now: float)
     """A text mail from the forwarder (the digest)."""
     import base64
 
-    head = "".join([
-        header("From", dest.sender),
-        header("To", ", ".join(dest.to)),
-        header("Subject", subject),
-        f"Date: {formatdate(now, localtime=True)}\n",
-        f"Message-ID: {mid}\n",
-        "Auto-Submitted: auto-generated\n",
-        f"{FORWARDED}: digest\n",
-        "MIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: base64\n\n",
-    ])
+    head = _new_mail_head(dest, subject, mid, now, "digest") + (
+        "MIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: base64\n\n")
     return Outgoing(mid, dest.sender, dest.to, head.encode() + base64.encodebytes(text.encode("utf-8", "replace")),
                     summary=subject)

@@ -10,7 +10,6 @@ given up, collected, or not for it).
 from __future__ import annotations
 
 import json
-import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from ...body import searchable
 from ...errors import DamagedMail
 from ..assemble import assemble
 from ..entry import MailEntry
+from ..output import Signals
 from ..query import Source, open_reader
 from ..render import rfc3339
 from ..timespec import US
@@ -389,30 +389,14 @@ def explain(cfg: Config, m: Mail, dec: Decision, lazy: Lazy, now: float) -> Iter
 # -- following --------------------------------------------------------------------------
 
 
-@dataclass
-class Flags:
-    stop: bool = False
-    reload: bool = False
-
-
 def follow(load: Callable[[], Config], src: Source, log: Events, reader: Any) -> int:
     """Forward as mail arrives, until SIGTERM; SIGHUP reloads the configuration (a bad one keeps the old)."""
-    flags = Flags()
-
-    def on_stop(signum: int, frame: object) -> None:
-        flags.stop = True
-
-    def on_hup(signum: int, frame: object) -> None:
-        flags.reload = True
-
-    signal.signal(signal.SIGTERM, on_stop)
-    signal.signal(signal.SIGINT, on_stop)
-    signal.signal(signal.SIGHUP, on_hup)
+    flags = Signals.install()  # SIGHUP: reload the configuration
     fw = Forwarder(load(), src, log)
     try:
         while not flags.stop:
-            if flags.reload:
-                flags.reload = False
+            if flags.hup:
+                flags.hup = False
                 try:
                     cfg = load()
                 except Exception as e:

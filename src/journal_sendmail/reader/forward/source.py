@@ -55,13 +55,6 @@ def forwarded(raw: bytes) -> bool:
     return _FORWARDED.search(raw, 0, cut) is not None
 
 
-def unit_of(d: dict[str, Any]) -> str:
-    v = d.get("_SYSTEMD_UNIT") or d.get("MAIL_CALLER_UNIT") or b""
-    if isinstance(v, list):
-        v = v[0]
-    return bytes(v).decode("utf-8", "replace")
-
-
 def scan(reader: Any, host: str, cursor: str | None, on_gap: Callable[[str], None]) -> Iterator[Mail]:
     """The mail of ``host`` after ``cursor`` (all of it without one), oldest first in the host's order."""
     _match(reader, host)
@@ -85,4 +78,4 @@ def scan(reader: Any, host: str, cursor: str | None, on_gap: Callable[[str], Non
         pending = False
         d = reader._get_all()
         e = to_entry(d, reader._get_realtime(), reader._get_cursor())
-        yield Mail(e, unit_of(d), forwarded(e.raw))
+        yield Mail(e, e.unit, forwarded(e.raw))
