@@ -3,15 +3,22 @@
 The original is attached by hand, not through ``email``'s generator, which
 would re-fold and re-encode it: the attached part is the stored bytes.
 Messages are built with LF line ends; ``smtp`` sends them as CRLF, the
-canonical form on the wire (an original with CR or NUL bytes, which that
-would change, is attached as base64 instead, still exact).
+canonical form on the wire.  Nothing built here holds a lone CR or a NUL
+(``wire_safe``): an original or a text with them, which CRLF on the wire
+would change or a relay might take for the end of DATA (SMTP smuggling), is
+attached as base64 instead, still exact; resend mode wraps such a mail.
+The multipart boundary is random and checked against the content, so no
+sender can close a part and add one of its own.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
+import secrets
+import urllib.parse
 from dataclasses import dataclass
 from email.header import Header
 from email.utils import formatdate
@@ -39,6 +46,28 @@ class Outgoing:
     data: bytes = b""
     headers: tuple[tuple[str, str], ...] = ()  # webhook: HTTP headers
     summary: str = ""
+    url: str = ""  # webhook: where to POST, when not the destination's url (ntfy's JSON publishing)
+
+
+def wire_safe(data: bytes) -> bool:
+    r"""Can ``data`` (LF line ends) go on the wire as CRLF unchanged: no CR that is not before an LF, no NUL.
+
+    >>> wire_safe(b"a\r\nb\n"), wire_safe(b"a\r.\r\nMAIL FROM:<x>\n"), wire_safe(b"a\0b")
+    (True, False, False)
+    """
+    return b"\r" not in data.replace(b"\r\n", b"\n") and b"\0" not in data
+
+
+def _long_lines(data: bytes) -> bool:
+    return max(map(len, data.split(b"\n"))) > LINE_MAX
+
+
+def boundary_for(*parts: bytes) -> str:
+    """A boundary that occurs in none of ``parts`` (random: a sender cannot compute it in advance)."""
+    while True:
+        b = "=_journal-mail-" + secrets.token_hex(16)
+        if not any(b.encode() in p for p in parts):
+            return b
 
 
 def message_id(mail_id: str, sender: tuple[int | None, str, str], dest: str, domain: str) -> str:
@@ -47,8 +76,11 @@ def message_id(mail_id: str, sender: tuple[int | None, str, str], dest: str, dom
     >>> message_id("ab" * 16, (0, "web1", "b" * 32), "ops", "loghost.example.org")
     '<abababababababababababababababab.23cb53544467fd5b@loghost.example.org>'
     """
-    h = hashlib.sha256("\0".join([mail_id, str(sender[0]), sender[1], sender[2], dest]).encode()).hexdigest()
-    return f"<{mail_id}.{h[:16]}@{domain}>"
+    h = hashlib.sha256("\0".join([mail_id, str(sender[0]), sender[1], sender[2], dest]).encode(
+        "utf-8", "surrogateescape")).hexdigest()
+    if not re.fullmatch(r"[0-9a-f]{32}", mail_id):  # a forged entry's MAIL_ID never reaches a header
+        mail_id = "x" + hashlib.sha256(mail_id.encode("utf-8", "surrogateescape")).hexdigest()[:31]
+    return f"<{mail_id}.{h[:16]}@{clean(domain)}>"
 
 
 def clean(text: str) -> str:
@@ -70,7 +102,8 @@ def header(name: str, value: str) -> str:
 
 
 def readable(e: MailEntry, raw: bytes) -> str:
-    return searchable(raw, e.text)
+    """The readable body, decoded from the stored raw mail (MAIL_TEXT is only the sender's word for it)."""
+    return searchable(raw, None)
 
 
 def who(e: MailEntry) -> str:
@@ -101,8 +134,7 @@ def _domain(addr: str) -> str:
 
 
 def _attachment(raw: bytes) -> str:
-    lines = raw.split(b"\n")
-    if b"\r" not in raw.replace(b"\r\n", b"\n") and b"\0" not in raw and max(map(len, lines)) <= LINE_MAX:
+    if wire_safe(raw) and not _long_lines(raw):
         cte = "7bit" if raw.isascii() else "8bit"
         head = (f'Content-Type: message/rfc822\nContent-Disposition: attachment; filename="original.eml"\n'
                 f"Content-Transfer-Encoding: {cte}\n\n")
@@ -119,20 +151,23 @@ def _new_mail_head(dest: Destination, subject: str, mid: str, now: float, forwar
         f"Date: {formatdate(now, localtime=True)}\n",
         f"Message-ID: {mid}\n",
         "Auto-Submitted: auto-generated\n",
-        f"{FORWARDED}: {forwarded}\n",
+        f"{FORWARDED}: {clean(forwarded)}\n",
     ])
 
 
-def wrap(e: MailEntry, raw: bytes, unit: str, dest: Destination, rule: str, now: float) -> Outgoing:
-    """A new mail From the forwarder, the original attached as message/rfc822."""
-    import base64
+def wrap(e: MailEntry, raw: bytes, unit: str, dest: Destination, rule: str, now: float, note: str = "") -> Outgoing:
+    """A new mail From the forwarder, the original attached as message/rfc822.
 
+    Its text is decoded from the stored raw mail (never MAIL_TEXT, the
+    sender's word), sent as base64 unless it is plain short-lined ASCII.
+    """
     mid = message_id(e.mail_id, e.sender, dest.name, _domain(dest.sender))
-    boundary = "=_journal-mail-" + hashlib.sha256(raw).hexdigest()[:24]
     subject = f"[{e.hostname or '?'}] {e.subject or '(no subject)'}"
     text = f"A mail stored by journal-sendmail, forwarded by journal-mail forward (rule {rule}).\n\n"
     text += "".join(f"{k + ':':<9} {clean(v)}\n" for k, v in facts(e, unit))
-    text += f"\n  journal-mail show {e.mail_id}\n\nThe original is attached, exactly as it was stored.\n"
+    text += f"\n  journal-mail show {clean(e.mail_id)}\n\nThe original is attached, exactly as it was stored.\n"
+    if note:
+        text += note + "\n"
     body = readable(e, raw)
     if body.strip():
         cut = body[:TEXT_MAX]
@@ -140,14 +175,12 @@ def wrap(e: MailEntry, raw: bytes, unit: str, dest: Destination, rule: str, now:
         text += "\n--- its text ---\n" + cut + tail
     text_b = text.encode("utf-8", "replace")
     text_part = "Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: "
-    if text_b.isascii() and max(map(len, text_b.split(b"\n"))) <= LINE_MAX:
+    if text_b.isascii() and wire_safe(text_b) and not _long_lines(text_b):
         text_part += "7bit\n\n"
         text_bytes = text_b
     else:
         text_part += "base64\n\n"
         text_bytes = base64.encodebytes(text_b)
-    head = _new_mail_head(dest, subject, mid, now, e.mail_id) + (
-        f'MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary="{boundary}"\n\n')
     rfc822 = _attachment(raw)
     if rfc822:
         original = rfc822.encode() + raw + b"\n"  # that newline belongs to the boundary (RFC 2046 5.1.1)
@@ -155,25 +188,70 @@ def wrap(e: MailEntry, raw: bytes, unit: str, dest: Destination, rule: str, now:
         original = (b'Content-Type: application/octet-stream; name="original.eml"\n'
                     b'Content-Disposition: attachment; filename="original.eml"\n'
                     b"Content-Transfer-Encoding: base64\n\n") + base64.encodebytes(raw)
+    boundary = boundary_for(text_bytes, original)
+    head = _new_mail_head(dest, subject, mid, now, e.mail_id) + (
+        f'MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary="{boundary}"\n\n')
     data = (head.encode() + f"--{boundary}\n{text_part}".encode() + text_bytes + f"\n--{boundary}\n".encode()
             + original + f"--{boundary}--\n".encode())
     return Outgoing(mid, dest.sender, dest.to, data, summary=subject)
 
 
-def resend(e: MailEntry, raw: bytes, dest: Destination, now: float) -> Outgoing:
-    """The original with a Resent-* block on top (RFC 5322 3.6.6), for internal relays."""
+def resend(e: MailEntry, raw: bytes, unit: str, dest: Destination, rule: str, now: float) -> Outgoing:
+    """The original with a Resent-* block on top (RFC 5322 3.6.6), for internal relays.
+
+    An original that cannot go on the wire as it is (a lone CR, a NUL, a line
+    over 998 bytes) is wrapped instead, attached as base64: sent, and exact.
+    """
+    lf = raw.replace(b"\r\n", b"\n")
+    if not wire_safe(lf) or _long_lines(lf):
+        return wrap(e, raw, unit, dest, rule, now, note="(Wrapped, not re-sent: the original holds a bare CR, "
+                    "a NUL byte or an overlong line, which cannot go on the wire as they are.)")
     mid = message_id(e.mail_id, e.sender, dest.name, _domain(dest.sender))
     head = "".join([
         header("Resent-From", dest.sender),
         header("Resent-To", ", ".join(dest.to)),
         f"Resent-Date: {formatdate(now, localtime=True)}\n",
         f"Resent-Message-ID: {mid}\n",
-        f"{FORWARDED}: {e.mail_id}\n",
+        f"{FORWARDED}: {clean(e.mail_id)}\n",
     ])
     if not e.headers.get("auto_submitted"):
         head += "Auto-Submitted: auto-generated\n"
-    return Outgoing(mid, dest.sender, dest.to, head.encode() + raw.replace(b"\r\n", b"\n"),
-                    summary=f"[{e.hostname}] {e.subject}")
+    return Outgoing(mid, dest.sender, dest.to, head.encode() + lf, summary=f"[{e.hostname}] {e.subject}")
+
+
+def slack_escape(text: str) -> str:
+    """Text that Slack shows as it is: ``&``, ``<`` and ``>`` escaped (Slack's own rule), so that
+    ``<!channel>``, ``<!here>``, ``<@U123>`` and ``<https://x|text>`` ping nobody and hide no link.
+
+    >>> slack_escape("<!channel> <https://evil|bank> & co")
+    '&lt;!channel&gt; &lt;https://evil|bank&gt; &amp; co'
+    """
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _utf8_cut(text: str, limit: int) -> str:
+    b = text.encode("utf-8", "replace")
+    return text if len(b) <= limit else b[:limit].decode("utf-8", "ignore")
+
+
+NTFY_MESSAGE_MAX = 4000  # bytes: ntfy's default message limit is 4096
+
+
+def ntfy(url: str, title: str, message: str, mid: str, stamps: tuple[tuple[str, str], ...]) -> Outgoing:
+    """A JSON publish to ntfy (topic, title, message in the body): no header of ours carries the
+    subject, so a long or non-ASCII title cannot make the server refuse a header (431).
+
+    >>> o = ntfy("https://ntfy.example.org/alerts", "[web1] é", "hi", "<m@x>", ())
+    >>> o.url, json.loads(o.data)["topic"], json.loads(o.data)["title"]
+    ('https://ntfy.example.org/', 'alerts', '[web1] é')
+    """
+    u = urllib.parse.urlsplit(url)
+    path, _, topic = u.path.rstrip("/").rpartition("/")
+    base = urllib.parse.urlunsplit((u.scheme, u.netloc, path + "/", "", ""))
+    payload = {"topic": urllib.parse.unquote(topic), "title": title[:250], "message":
+               _utf8_cut(message, NTFY_MESSAGE_MAX), "tags": ["email"]}
+    return Outgoing(mid, data=json.dumps(payload, ensure_ascii=False).encode("utf-8", "replace"), url=base,
+                    headers=(("Content-Type", "application/json; charset=utf-8"), *stamps), summary=title)
 
 
 def webhook(e: MailEntry, raw: bytes, unit: str, dest: Destination, rule: str) -> Outgoing:
@@ -181,16 +259,13 @@ def webhook(e: MailEntry, raw: bytes, unit: str, dest: Destination, rule: str) -
     mid = message_id(e.mail_id, e.sender, dest.name, "journal-mail.invalid")
     title = clean(f"[{e.hostname or '?'}] {e.subject or '(no subject)'}")
     body = readable(e, raw)
-    stamps = [(FORWARDED, e.mail_id), ("Idempotency-Key", mid.strip("<>"))]
+    stamps = ((FORWARDED, clean(e.mail_id)), ("Idempotency-Key", mid.strip("<>")))
     if dest.format == "ntfy":
         text = "".join(f"{k}: {clean(v)}\n" for k, v in facts(e, unit)) + "\n" + body[:TEXT_MAX]
-        title_h = title if title.isascii() else Header(title, "utf-8").encode()
-        return Outgoing(mid, data=text.encode("utf-8", "replace"),
-                        headers=(("Content-Type", "text/plain; charset=utf-8"), ("Title", title_h),
-                                 ("Tags", "email"), *stamps), summary=title)
+        return ntfy(dest.url, title, text, mid, stamps)
     if dest.format == "slack":
-        lines = "\n".join(f"*{k}:* {clean(v)}" for k, v in facts(e, unit))
-        payload: dict[str, Any] = {"text": f"*{title}*\n{lines}\n```{body[:TEXT_MAX]}```"}
+        lines = "\n".join(f"*{k}:* {slack_escape(clean(v))}" for k, v in facts(e, unit))
+        payload: dict[str, Any] = {"text": f"*{slack_escape(title)}*\n{lines}\n```{slack_escape(body[:TEXT_MAX])}```"}
     else:
         payload = json_record(e)
         payload["text"] = body
@@ -202,8 +277,6 @@ def webhook(e: MailEntry, raw: bytes, unit: str, dest: Destination, rule: str) -
 
 def plain_mail(dest: Destination, subject: str, text: str, mid: str, now: float) -> Outgoing:
     """A text mail from the forwarder (the digest)."""
-    import base64
-
     head = _new_mail_head(dest, subject, mid, now, "digest") + (
         "MIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: base64\n\n")
     return Outgoing(mid, dest.sender, dest.to, head.encode() + base64.encodebytes(text.encode("utf-8", "replace")),

@@ -22,9 +22,12 @@ TOP_KEYS = ("state_dir", "source", "destination", "rule", "digest")
 SOURCE_KEYS = ("start",)
 COMMON_KEYS = ("type", "url", "timeout", "max_age", "rate_limit", "overflow")
 SMTP_KEYS = ("username", "password_file", "from", "to", "mode", "cafile")
-WEBHOOK_KEYS = ("format", "headers")
+WEBHOOK_KEYS = ("format", "headers", "cafile")
 RULE_KEYS = ("name", "match", "route", "digest", "action", "continue")
-DIGEST_KEYS = ("to", "at", "every", "group_by", "examples")
+DIGEST_KEYS = ("to", "at", "every", "group_by", "examples", "max_size")
+SIZE_UNITS = {"": 1, "k": 1024, "m": 1024 * 1024}
+DIGEST_MAX_SIZE = 1024 * 1024
+DIGEST_MIN_SIZE = 32 * 1024
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -84,6 +87,7 @@ class Digest:
     every: float | None = None  # seconds
     group_by: tuple[str, ...] = ("host", "caller", "subject")
     examples: int = 1
+    max_size: int = DIGEST_MAX_SIZE  # bytes of text in one digest mail
 
 
 @dataclass(frozen=True)
@@ -340,7 +344,13 @@ def _destination(name: str, d: Any, bad: Any) -> Destination:
         headers = d.get("headers", {})
         if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
             raise bad("headers", "want a table of strings")
-        return Destination(**base, format=fmt, headers=tuple(headers.items()))
+        for k, v in headers.items():
+            if not re.fullmatch(r"[A-Za-z0-9-]+", k) or not all(" " <= c <= "~" for c in v):
+                raise bad("headers", f"{k!r}: want a header name and a printable ASCII value")
+        cafile = d.get("cafile")
+        if cafile is not None and not isinstance(cafile, str):
+            raise bad("cafile", "want a path")
+        return Destination(**base, format=fmt, headers=tuple(headers.items()), cafile=cafile)
     m = re.fullmatch(r"(smtp|smtp\+starttls|smtps)://([^/:]+|\[[^]]+\])(?::(\d+))?/?", url)
     if not m:
         raise bad("url", "want smtp://HOST[:PORT], smtp+starttls://HOST[:PORT] or smtps://HOST[:PORT]")
@@ -397,4 +407,16 @@ def _digest(name: str, d: Any, bad: Any) -> Digest:
     examples = d.get("examples", 1)
     if not isinstance(examples, int) or isinstance(examples, bool) or not 0 <= examples <= 10:
         raise bad("examples", "want a number from 0 to 10")
-    return Digest(name=name, to=to, at=at, every=every, group_by=group_by, examples=examples)
+    max_size = DIGEST_MAX_SIZE
+    if "max_size" in d:
+        v = d["max_size"]
+        m = re.fullmatch(r"\s*(\d+)\s*([kKmM]?)i?B?\s*", v) if isinstance(v, str) else None
+        if isinstance(v, int) and not isinstance(v, bool):
+            max_size = v
+        elif m:
+            max_size = int(m.group(1)) * SIZE_UNITS[m.group(2).lower()]
+        else:
+            raise bad("max_size", 'want a size such as "1M" or "256k"')
+        if max_size < DIGEST_MIN_SIZE:
+            raise bad("max_size", f"want at least {DIGEST_MIN_SIZE // 1024}k (one group must fit)")
+    return Digest(name=name, to=to, at=at, every=every, group_by=group_by, examples=examples, max_size=max_size)

@@ -1,4 +1,5 @@
-"""Digest: mail collected into buckets, one mail per digest when it is due (pure but for the bucket file)."""
+"""Digest: mail collected into buckets, sent when due as one mail or as several of a bounded size
+(pure but for the bucket file)."""
 
 from __future__ import annotations
 
@@ -6,15 +7,26 @@ import datetime as dt
 import hashlib
 import json
 import os
+import threading
+from dataclasses import dataclass
 from typing import Any
 
 from ..entry import MailEntry
 from ..render import rfc3339
-from .config import Digest
+from .compose import clean
+from .config import DIGEST_MIN_SIZE, Digest
 from .rules import Mail, trusted_uid
-from .state import own
+from .state import private_append, write_private
 
-EXAMPLE_MAX = 1500
+EXAMPLE_MAX = 1500  # characters of a mail's text kept as its example
+EXAMPLE_LINE = 300  # characters of one line of an example
+GROUP_VALUE_MAX = 200  # characters of a group value (a subject)
+IDS_SHOWN = 20  # MAIL_IDs listed per group, the newest; then "(+N more)"
+GROUPS_PER_MAIL = 100  # groups in one digest mail; more: the digest is sent in several mails
+EXAMPLES_KEPT = 2000  # records of an open bucket that keep their example text
+BUCKET_MAX = 20_000  # records of an open bucket before it is compacted ...
+BUCKET_KEEP = 10_000  # ... to about this many
+PART_MIN = DIGEST_MIN_SIZE  # bytes: the smallest digest mail a 552 makes it split into
 
 
 def first_due(d: Digest, now: float) -> float:
@@ -56,42 +68,72 @@ def group_values(m: Mail, keys: tuple[str, ...]) -> list[str]:
 
 def item(m: Mail, key: str, keys: tuple[str, ...], body: str, note: str = "") -> dict[str, Any]:
     e: MailEntry = m.entry
-    return {"key": key, "group": group_values(m, keys), "time": e.realtime, "mail_id": e.mail_id,
-            "host": e.hostname, "uid": e.uid, "subject": e.subject, "example": body[:EXAMPLE_MAX], "note": note}
+    return {"key": key, "group": [clean(v)[:GROUP_VALUE_MAX] for v in group_values(m, keys)], "time": e.realtime,
+            "mail_id": clean(e.mail_id)[:64], "host": e.hostname, "uid": e.uid, "subject": clean(e.subject)[:200],
+            "example": body[:EXAMPLE_MAX], "note": note}
+
+
+def _gkey(rec: dict[str, Any]) -> str:
+    return json.dumps(rec["group"], ensure_ascii=False)
 
 
 class Bucket:
-    """The mail collected for one digest: ``bucket.jsonl`` (open period), ``sending.jsonl`` (closed, being sent)."""
+    """The mail collected for one digest: ``bucket.jsonl`` (open period), ``sending.jsonl`` (closed, being sent).
+
+    Bounded: past EXAMPLES_KEPT records a record keeps no example text, and
+    past BUCKET_MAX records the open bucket is compacted (``compact``): every
+    group keeps its first record and the newest records stay, the others are
+    counted in one tally per group, so that a flood of forged mail neither
+    fills the disk nor pushes a genuine alert out of sight.  One lock: the
+    digest's worker and an overflowing destination's worker both add.
+    """
 
     def __init__(self, directory: str) -> None:
         self.open_path = os.path.join(directory, "bucket.jsonl")
         self.closed_path = os.path.join(directory, "sending.jsonl")
+        self.lock = threading.Lock()
+        self._count: int | None = None  # records in the open bucket
 
     def add(self, rec: dict[str, Any]) -> None:
-        with open(self.open_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-        own(self.open_path, os.path.dirname(self.open_path))
+        with self.lock:
+            if self._count is None:
+                self._count = len(_read(self.open_path))
+            if self._count >= EXAMPLES_KEPT:
+                rec = {k: v for k, v in rec.items() if k != "example"}
+            with private_append(self.open_path) as f:
+                f.write((json.dumps(rec, ensure_ascii=False) + "\n").encode("utf-8", "surrogateescape"))
+            self._count += 1
+            if self._count >= BUCKET_MAX:
+                self._compact()
+
+    def _compact(self) -> None:
+        recs = _read(self.open_path)
+        kept = compact(recs, BUCKET_KEEP)
+        write_private(self.open_path, b"".join(
+            (json.dumps(r, ensure_ascii=False) + "\n").encode("utf-8", "surrogateescape") for r in kept))
+        self._count = len(kept)
 
     def close_period(self) -> bool:
         """Move the open bucket to sending; False when there is nothing to send."""
-        if os.path.exists(self.closed_path):
+        with self.lock:
+            if os.path.exists(self.closed_path):
+                return True
+            if not os.path.exists(self.open_path):
+                return False
+            os.replace(self.open_path, self.closed_path)
+            self._count = 0
             return True
-        if not os.path.exists(self.open_path):
-            return False
-        os.replace(self.open_path, self.closed_path)
-        return True
 
     def closed(self) -> list[dict[str, Any]]:
-        out = []
-        try:
-            with open(self.closed_path, encoding="utf-8") as f:
-                for line in f:
-                    if line.endswith("\n"):
-                        out.append(json.loads(line))
-        except FileNotFoundError:
-            pass
         seen: set[str] = set()
-        return [r for r in out if not (r["key"] in seen or seen.add(r["key"]))]  # type: ignore[func-returns-value]
+        out = []
+        for r in _read(self.closed_path):
+            if "tally" not in r:
+                if r["key"] in seen:
+                    continue
+                seen.add(r["key"])
+            out.append(r)
+        return out
 
     def sent(self) -> None:
         try:
@@ -100,32 +142,131 @@ class Bucket:
             pass
 
 
-def text(d: Digest, recs: list[dict[str, Any]], host: str) -> tuple[str, str]:
-    """The digest's subject and text: each group with its count, first and last time, an example and the ids."""
-    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+def _read(path: str) -> list[dict[str, Any]]:
+    out = []
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as f:
+            for line in f:
+                if line.endswith("\n"):
+                    try:
+                        out.append(json.loads(line))
+                    except ValueError:
+                        continue  # a line cut by a crash
+    except FileNotFoundError:
+        pass
+    return out
+
+
+def compact(recs: list[dict[str, Any]], keep: int) -> list[dict[str, Any]]:
+    """At most about ``keep`` records for ``recs``: the newest ``keep // 2`` records and every group's
+    first one stay (the newest groups first, up to ``keep // 2`` groups); each group's other records
+    become its tally (a count and a first and last time), groups left out one tally of their own.
+
+    >>> recs = [{"key": str(i), "group": ["a" if i < 90 else str(i)], "time": i} for i in range(100)]
+    >>> out = compact(recs, 20)
+    >>> len(out), sum(r.get("tally", 1) for r in out), [r["key"] for r in out if r["group"] == ["99"]]
+    (11, 100, ['99'])
+    """
+    keep_groups: dict[str, int] = {}
+    for i in range(len(recs) - 1, -1, -1):  # newest groups first
+        g = _gkey(recs[i])
+        if g in keep_groups:
+            keep_groups[g] = i  # ends as its first record
+        elif len(keep_groups) < keep // 2:
+            keep_groups[g] = i
+    firsts = set(keep_groups.values())
+    newest = set(range(max(0, len(recs) - keep // 2), len(recs)))
+    out: list[dict[str, Any]] = []
+    tallies: dict[str, dict[str, Any]] = {}
+    for i, r in enumerate(recs):
+        if i in firsts or i in newest:
+            out.append(r)
+            continue
+        g = _gkey(r) if _gkey(r) in keep_groups else json.dumps(["(more groups)"] * len(r["group"]))
+        n = r.get("tally", 1)
+        t = tallies.get(g)
+        first, last = r.get("first", r["time"]), r.get("last", r["time"])
+        if t is None:
+            tallies[g] = {"key": f"tally {g}", "group": json.loads(g), "tally": n, "time": first, "first": first,
+                          "last": last}
+        else:
+            t["tally"] += n
+            t["first"], t["last"] = min(t["first"], first), max(t["last"], last)
+    return out + list(tallies.values())
+
+
+def _group_block(d: Digest, n: int, values: tuple[str, ...], rs: list[dict[str, Any]]) -> str:
+    items = sorted((r for r in rs if "tally" not in r), key=lambda r: r["time"])
+    count = sum(r.get("tally", 1) for r in rs)
+    first = min(r.get("first", r["time"]) for r in rs)
+    last = max(r.get("last", r["time"]) for r in rs)
+    head = ", ".join(f"{k}={v or '-'}" for k, v in zip(d.group_by, values, strict=False))
+    lines = [f"{n}. {head}", f"   {count} mail(s), first {rfc3339(first)}, last {rfc3339(last)}"]
+    notes = sorted({r["note"] for r in items if r.get("note")})
+    if notes:
+        lines.append(f"   ({'; '.join(notes)})")
+    for r in [r for r in items if "example" in r][: d.examples]:
+        lines.append(f"   example, mail {r['mail_id']} ({r['subject']}):")
+        lines += ["   | " + x[:EXAMPLE_LINE] for x in (r["example"].rstrip("\n") or "(empty)").split("\n")[:30]]
+    ids = [r["mail_id"] for r in items]
+    more = count - min(len(ids), IDS_SHOWN)
+    lines.append("   journal-mail show " + " ".join(ids[-IDS_SHOWN:]) + (f" (+{more} more)" if more > 0 else ""))
+    lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def groups(recs: list[dict[str, Any]]) -> list[tuple[str, tuple[str, ...], list[dict[str, Any]]]]:
+    """The records by group, the biggest group first: (group key, values, records)."""
+    by: dict[str, list[dict[str, Any]]] = {}
     for r in recs:
-        groups.setdefault(tuple(r["group"]), []).append(r)
-    ordered = sorted(groups.items(), key=lambda g: (-len(g[1]), g[0]))
-    subject = f"[{host}] digest {d.name}: {len(recs)} mail(s) in {len(groups)} group(s)"
-    lines = [f"journal-mail forward, digest {d.name}: {len(recs)} mail(s), {len(groups)} group(s).", ""]
-    for n, (values, rs) in enumerate(ordered, 1):
-        rs.sort(key=lambda r: r["time"])
-        head = ", ".join(f"{k}={v or '-'}" for k, v in zip(d.group_by, values, strict=True))
-        lines.append(f"{n}. {head}")
-        lines.append(f"   {len(rs)} mail(s), first {rfc3339(rs[0]['time'])}, last {rfc3339(rs[-1]['time'])}")
-        notes = sorted({r["note"] for r in rs if r.get("note")})
-        if notes:
-            lines.append(f"   ({'; '.join(notes)})")
-        for r in rs[: d.examples]:
-            lines.append(f"   example, mail {r['mail_id']} ({r['subject']}):")
-            lines += ["   | " + x for x in (r["example"].rstrip("\n") or "(empty)").split("\n")[:30]]
-        ids = [r["mail_id"] for r in rs]
-        shown = " ".join(ids[:20]) + (f" … (+{len(ids) - 20})" if len(ids) > 20 else "")
-        lines.append(f"   journal-mail show {shown}")
-        lines.append("")
-    return subject, "\n".join(lines)
+        by.setdefault(_gkey(r), []).append(r)
+    ordered = sorted(by.items(), key=lambda g: (-sum(r.get("tally", 1) for r in g[1]), g[0]))
+    return [(k, tuple(rs[0]["group"]), rs) for k, rs in ordered]
 
 
-def digest_id(name: str, recs: list[dict[str, Any]], dest: str, domain: str) -> str:
-    h = hashlib.sha256("\0".join([name, dest, *(r["key"] for r in recs)]).encode()).hexdigest()
+@dataclass(frozen=True)
+class Part:
+    """One digest mail: its subject, text, and the groups (keys) and records it covers."""
+
+    subject: str
+    text: str
+    group_keys: tuple[str, ...]
+    keys: tuple[str, ...]
+
+
+def parts(d: Digest, recs: list[dict[str, Any]], host: str, max_bytes: int,
+          skip: frozenset[str] = frozenset()) -> list[Part]:
+    """The digest as mails of at most ``max_bytes`` bytes of text and GROUPS_PER_MAIL groups each (a
+    group is never split: its block is bounded), leaving out the groups in ``skip`` (already sent)."""
+    all_groups = groups(recs)
+    total = sum(r.get("tally", 1) for r in recs)
+    todo = [(i, g) for i, g in enumerate(all_groups, 1) if g[0] not in skip]
+    chunks: list[list[tuple[str, str, list[dict[str, Any]]]]] = []
+    size = 0
+    for n, (k, values, rs) in todo:
+        block = _group_block(d, n, values, rs)
+        b = len(block.encode("utf-8", "replace"))
+        if not chunks or size + b > max_bytes - 400 or len(chunks[-1]) >= GROUPS_PER_MAIL:
+            chunks.append([])
+            size = 0
+        chunks[-1].append((k, block, rs))
+        size += b
+    out = []
+    for i, chunk in enumerate(chunks, 1):
+        of = f" (part {i} of {len(chunks)})" if len(chunks) > 1 else ""
+        subject = f"[{host}] digest {d.name}: {total} mail(s) in {len(all_groups)} group(s){of}"
+        head = f"journal-mail forward, digest {d.name}: {total} mail(s), {len(all_groups)} group(s){of}.\n\n"
+        out.append(Part(subject, head + "".join(b for _, b, _ in chunk), tuple(k for k, _, _ in chunk),
+                        tuple(r["key"] for _, _, rs in chunk for r in rs)))
+    return out
+
+
+def text(d: Digest, recs: list[dict[str, Any]], host: str) -> tuple[str, str]:
+    """The whole digest as one subject and text (``parts`` with no size limit)."""
+    (p,) = parts(d, recs, host, 1 << 62) or [Part(f"[{host}] digest {d.name}: 0 mail(s) in 0 group(s)", "", (), ())]
+    return p.subject, p.text
+
+
+def digest_id(name: str, keys: tuple[str, ...] | list[str], dest: str, domain: str) -> str:
+    h = hashlib.sha256("\0".join([name, dest, *keys]).encode("utf-8", "surrogateescape")).hexdigest()
     return f"<digest.{h[:32]}@{domain}>"

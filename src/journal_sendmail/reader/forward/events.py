@@ -8,6 +8,7 @@ from collections.abc import Callable
 from ...errors import JournalError
 from ...journal import Journal
 from ...record import encode
+from ..render import printable
 
 MSG_FORWARD = "cda5a93613b14aa58d5d8dd0dbbe3c61"
 SOCKET = "/run/systemd/journal/socket"
@@ -26,6 +27,7 @@ class Events:
 
     def __call__(self, event: str, message: str, **fields: str) -> None:
         self.count[event] = self.count.get(event, 0) + 1
+        message = printable(message, one_line=True)  # a forged subject's CR, LF or ESC fakes nothing
         entry = [
             ("MESSAGE", message.encode("utf-8", "replace")),
             ("MESSAGE_ID", MSG_FORWARD.encode()),

@@ -10,10 +10,10 @@ given up, collected, or not for it).
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from email.header import Header
 from typing import IO, Any
 
 from ...body import searchable
@@ -22,7 +22,7 @@ from ..assemble import assemble
 from ..entry import MailEntry
 from ..output import Signals
 from ..query import Source, open_reader
-from ..render import rfc3339
+from ..render import printable, rfc3339
 from ..timespec import US
 from . import compose, digest, source
 from .config import Config, Destination, Digest
@@ -73,34 +73,90 @@ class Pass:
     stop: Callable[[], bool] = lambda: False
 
 
+class Job:
+    """One consumer's worker (``dest NAME`` or ``digest NAME``): its own journal reader, its own
+    connections, its own thread, so that one destination that hangs or fails holds back no other
+    destination nor digest.  A job touches only its own state (and, under the bucket's lock, the
+    bucket of an overflow digest)."""
+
+    def __init__(self, which: tuple[str, str]) -> None:
+        self.which = which
+        self.name = " ".join(which)
+        self.reader: Any = None
+        self.transports: dict[str, Transport] = {}
+        self.thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    def busy(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    def start(self, work: Callable[[Job], None]) -> None:
+        def run() -> None:
+            try:
+                work(self)
+            except BaseException as e:  # handed to the main thread, which raises it
+                self.error = e
+
+        self.error = None
+        self.thread = threading.Thread(target=run, name=f"journal-mail-forward {self.name}", daemon=True)
+        self.thread.start()
+
+    def join(self) -> None:
+        if self.thread is not None:
+            self.thread.join()
+
+    def close_transports(self) -> None:
+        for t in self.transports.values():
+            t.close()
+        self.transports = {}
+
+    def close(self) -> None:
+        self.close_transports()
+        if self.reader is not None:
+            self.reader.close()
+            self.reader = None
+
+
 class Forwarder:
     def __init__(self, cfg: Config, src: Source, log: Events, now: Callable[[], float] = time.time,
                  make_transport: Callable[[Destination, str | None], Transport] = transport) -> None:
         self.cfg, self.src, self.log, self.now = cfg, src, log, now
-        self.passwords = {n: read_password(d.password_file) for n, d in cfg.destinations.items() if d.password_file}
+        self.passwords = {n: read_password(d.password_file, f"destination.{n}.password_file")
+                          for n, d in cfg.destinations.items() if d.password_file}
         self.make_transport = make_transport
         self.states = {("dest", n): State(cfg.state_dir, "dest", n) for n in cfg.destinations}
         self.states |= {("digest", n): State(cfg.state_dir, "digest", n) for n in cfg.digests}
         self.buckets = {n: digest.Bucket(self.states[("digest", n)].dir) for n in cfg.digests}
-        self.transports: dict[str, Transport] = {}
+        self.jobs = {which: Job(which) for which in self.states}
 
     def opener(self) -> Any:
         return open_reader(self.src)
 
     def close(self) -> None:
-        self._close_transports()
+        for j in self.jobs.values():
+            j.join()
+            j.close()
         for st in self.states.values():
             st.close()
 
-    def _close_transports(self) -> None:
-        for t in self.transports.values():
-            t.close()
-        self.transports = {}
+    def _transport(self, job: Job, d: Destination) -> Transport:
+        if d.name not in job.transports:
+            job.transports[d.name] = self.make_transport(d, self.passwords.get(d.name))
+        return job.transports[d.name]
 
-    def _transport(self, d: Destination) -> Transport:
-        if d.name not in self.transports:
-            self.transports[d.name] = self.make_transport(d, self.passwords.get(d.name))
-        return self.transports[d.name]
+    def _drop_transport(self, job: Job, name: str) -> None:
+        t = job.transports.pop(name, None)
+        if t is not None:
+            t.close()
+
+    def _reader(self, job: Job) -> Any:
+        """The job's own reader, opened once, told of new journal files at each run."""
+        if job.reader is None:
+            job.reader = self.opener()
+            job.reader.fileno()  # inotify: process() then notices files added since
+        else:
+            job.reader.process()
+        return job.reader
 
     # -- a pass -----------------------------------------------------------------------
 
@@ -120,22 +176,53 @@ class Forwarder:
             st.save(durable=True)
 
     def run_pass(self, reader: Any, force: bool, stop: Callable[[], bool] = lambda: False) -> Pass:
-        """Every consumer reads what is new for it; ``force``: retry now whatever the backoff says."""
+        """Every consumer reads what is new for it, each in its own worker, all waited for;
+        ``force``: retry now whatever the backoff says."""
         self.initialize(reader)
         p = Pass(stop=stop)
-        hosts = source.hosts(reader)
-        try:
-            for name in self.cfg.digests:
-                self._consume(reader, hosts, ("digest", name), p, force)
-            for name in self.cfg.destinations:
-                self._consume(reader, hosts, ("dest", name), p, force)
-        finally:
-            self._close_transports()
-            for st in self.states.values():
-                st.save(durable=True)
+        self._run_jobs(list(self.jobs.values()), lambda job: self._consume_job(job, p, force))
         return p
 
-    def _consume(self, reader: Any, hosts: list[str], which: tuple[str, str], p: Pass, force: bool) -> None:
+    def step(self, reader: Any, stop: Callable[[], bool]) -> None:
+        """The following service's pass: start the worker of every consumer that is idle (one still
+        busy with a slow peer is left to it), each digest worker sending its digest when due."""
+        self.initialize(reader)
+        self._raise_errors()
+        p = Pass(stop=stop)
+
+        def work(job: Job) -> None:
+            self._consume_job(job, p, False)
+            if job.which[0] == "digest":
+                self._digest_job(job, None, p, False)
+
+        for job in self.jobs.values():
+            if not job.busy():
+                job.start(work)
+
+    def _run_jobs(self, jobs: list[Job], work: Callable[[Job], None]) -> None:
+        for job in jobs:
+            job.start(work)
+        for job in jobs:
+            job.join()
+        self._raise_errors()
+
+    def _raise_errors(self) -> None:
+        for job in self.jobs.values():
+            if job.error is not None and not job.busy():
+                e, job.error = job.error, None
+                raise e
+
+    def _consume_job(self, job: Job, p: Pass, force: bool) -> None:
+        st = self.states[job.which]
+        reader = self._reader(job)
+        try:
+            self._consume(job, reader, source.hosts(reader), job.which, p, force)
+        finally:
+            job.close_transports()
+            st.save(durable=True)
+
+    def _consume(self, job: Job, reader: Any, hosts: list[str], which: tuple[str, str], p: Pass,
+                 force: bool) -> None:
         st = self.states[which]
         for host in hosts:
             idle = 0
@@ -146,7 +233,7 @@ class Forwarder:
             for m in source.scan(reader, host, st.cursor(host), gap):
                 if p.stop():
                     return
-                go_on = self._one(which, st, m, p, force)
+                go_on = self._one(job, which, st, m, p, force)
                 if not go_on:
                     break
                 st.set_cursor(host, m.entry.cursor)
@@ -158,7 +245,7 @@ class Forwarder:
             if " ".join(which) in p.waiting:
                 return  # down: the other hosts' mail waits too, without knocking on a closed door
 
-    def _one(self, which: tuple[str, str], st: State, m: Mail, p: Pass, force: bool) -> bool:
+    def _one(self, job: Job, which: tuple[str, str], st: State, m: Mail, p: Pass, force: bool) -> bool:
         """Handle one mail for one consumer; False: stop here (retry later)."""
         e = m.entry
         key = mail_key(e)
@@ -177,10 +264,10 @@ class Forwarder:
             if st.data["retry"].pop(key, None) is not None:  # the rules changed while it waited
                 st.dirty = True
             return True
-        return self._deliver(self.cfg.destinations[name], st, m, lazy, dec, key, p, force)
+        return self._deliver(job, self.cfg.destinations[name], st, m, lazy, dec, key, p, force)
 
-    def _deliver(self, d: Destination, st: State, m: Mail, lazy: Lazy, dec: Decision, key: str, p: Pass,
-                 force: bool) -> bool:
+    def _deliver(self, job: Job, d: Destination, st: State, m: Mail, lazy: Lazy, dec: Decision, key: str,
+                 p: Pass, force: bool) -> bool:
         e = m.entry
         now = self.now()
         fields = {"destination": d.name, "mail_id": e.mail_id, "rule": dec.rules[-1], "host": e.hostname}
@@ -205,12 +292,12 @@ class Forwarder:
         try:
             raw = lazy.raw()
             out = outgoing(d, e, raw, m.unit, dec.rules[-1], now)
-            answer = self._transport(d).send(out)
+            answer = self._transport(job, d).send(out)
         except DamagedMail as err:
             self._give_up(d, st, key, f"mail {e.mail_id} not forwarded to {d.name}: {err.reason}", fields)
             return True
         except DeliveryError as err:
-            self.transports.pop(d.name, None)
+            self._drop_transport(job, d.name)
             first = retry["first"] if retry else now
             attempts = (retry["attempts"] if retry else 0) + 1
             if err.permanent or now - first >= d.max_age:
@@ -242,25 +329,38 @@ class Forwarder:
     # -- digests ----------------------------------------------------------------------
 
     def digests_due(self, force: str | None, p: Pass, retry_now: bool) -> None:
-        """Send each digest that is due (``force``: NAME, or "" for all, now); start the next period."""
-        now = self.now()
-        for name, g in self.cfg.digests.items():
-            st = self.states[("digest", name)]
-            bucket = self.buckets[name]
-            due = st.data.get("next_due")
-            forced = force is not None and force in ("", name)
-            if due is None:
-                st.data["next_due"] = digest.first_due(g, now)  # never at once on a first start
-                st.dirty = True
-            if forced or (due is not None and now >= due):
-                bucket.close_period()
-                st.data["next_due"] = digest.first_due(g, now)
-                st.dirty = True
-            self._send_digest(g, st, bucket, now, p, retry_now or forced)
-            st.save(durable=True)
-        self._close_transports()
+        """Send each digest that is due (``force``: NAME, or "" for all, now), each in its worker."""
+        jobs = [self.jobs[("digest", n)] for n in self.cfg.digests]
+        self._run_jobs(jobs, lambda job: self._digest_job(job, force, p, retry_now))
 
-    def _send_digest(self, g: Digest, st: State, bucket: digest.Bucket, now: float, p: Pass, force: bool) -> None:
+    def _digest_job(self, job: Job, force: str | None, p: Pass, retry_now: bool) -> None:
+        """One digest: start its next period when due, and send what is closed."""
+        now = self.now()
+        name = job.which[1]
+        g = self.cfg.digests[name]
+        st = self.states[job.which]
+        bucket = self.buckets[name]
+        due = st.data.get("next_due")
+        forced = force is not None and force in ("", name)
+        if due is None:
+            st.data["next_due"] = digest.first_due(g, now)  # never at once on a first start
+            st.dirty = True
+        if forced or (due is not None and now >= due):
+            bucket.close_period()
+            st.data["next_due"] = digest.first_due(g, now)
+            st.dirty = True
+        try:
+            self._send_digest(job, g, st, bucket, now, p, retry_now or forced)
+        finally:
+            job.close_transports()
+            st.save(durable=True)
+
+    def _send_digest(self, job: Job, g: Digest, st: State, bucket: digest.Bucket, now: float, p: Pass,
+                     force: bool) -> None:
+        """Send the closed bucket to each destination, as mails of a bounded size; the groups each
+        destination got are kept in the state, so that a retry or a split sends only the rest.
+        A 552 (size) or 413 makes the parts smaller; the bucket goes only once every destination
+        took it (or refused it for another reason)."""
         recs = bucket.closed()
         if not recs:
             bucket.sent()
@@ -269,40 +369,75 @@ class Forwarder:
         if retry and not force and now < retry["next"]:
             p.waiting.add(f"digest {g.name}")
             return
-        sent: list[str] = st.data.setdefault("sent_to", [])
+        sent_groups: dict[str, list[str]] = st.data.setdefault("sent_groups", {})
+        limits: dict[str, int] = st.data.setdefault("max_bytes", {})
+        finished: list[str] = st.data.setdefault("sent_to", [])
         host = source_hostname()
-        subject, text = digest.text(g, recs, host)
         for dname in g.to:
-            if dname in sent:
+            if dname in finished:
                 continue
             d = self.cfg.destinations[dname]
-            mid = digest.digest_id(g.name, recs, dname, d.sender.rsplit("@", 1)[-1] if d.sender else host)
-            out = digest_outgoing(d, g, subject, text, mid, now)
-            fields = {"destination": dname, "digest": g.name, "message_id": mid}
-            try:
-                answer = self._transport(d).send(out)
-            except DeliveryError as err:
-                self.transports.pop(dname, None)
-                first = retry["first"] if retry else now
-                if err.permanent or now - first >= d.max_age:
-                    self.log("gave-up", f"digest {g.name} to {dname} given up: {err.reason}", **fields)
-                    sent.append(dname)
-                    continue
-                attempts = (retry["attempts"] if retry else 0) + 1
-                delay = min(BACKOFF_FIRST * 2 ** (attempts - 1), BACKOFF_MAX)
-                st.data["digest_retry"] = {"first": first, "attempts": attempts, "next": now + delay}
-                self.log("retried", f"digest {g.name} to {dname} failed ({err.reason}); next in {delay:.0f} s",
-                         reason=err.reason, **fields)
-                p.waiting.add(f"digest {g.name}")
+            domain = d.sender.rsplit("@", 1)[-1] if d.sender else host
+            while dname not in finished:
+                limit = limits.get(dname, digest_limit(g, d))
+                done = frozenset(sent_groups.get(dname, []))
+                todo = digest.parts(g, recs, host, limit, skip=done)
+                if not todo:
+                    finished.append(dname)
+                    st.dirty = True
+                    break
+                part = todo[0]
+                mid = digest.digest_id(g.name, part.keys, dname, domain)
+                out = digest_outgoing(d, g, part.subject, part.text, mid, now)
+                fields = {"destination": dname, "digest": g.name, "message_id": mid}
+                try:
+                    answer = self._transport(job, d).send(out)
+                except DeliveryError as err:
+                    self._drop_transport(job, dname)
+                    if err.code in (552, 413) and limit > digest.PART_MIN:
+                        limits[dname] = max(digest.PART_MIN, limit // 4)
+                        st.dirty = True
+                        self.log("retried", f"digest {g.name} to {dname} too big for it ({err.reason}): sent in "
+                                 f"parts of at most {limits[dname]} bytes", reason=err.reason, **fields)
+                        continue
+                    first = retry["first"] if retry else now
+                    if err.permanent and err.code not in (552, 413):
+                        self.log("gave-up", f"digest {g.name} to {dname} given up: {err.reason}", **fields)
+                        finished.append(dname)
+                        st.dirty = True
+                        break
+                    if now - first >= d.max_age and err.code not in (552, 413):
+                        self.log("gave-up", f"digest {g.name} to {dname} given up: {err.reason}", **fields)
+                        finished.append(dname)
+                        st.dirty = True
+                        break
+                    # down, or refusing even the smallest part: the bucket stays, retried later
+                    attempts = (retry["attempts"] if retry else 0) + 1
+                    delay = min(BACKOFF_FIRST * 2 ** (attempts - 1), BACKOFF_MAX)
+                    st.data["digest_retry"] = {"first": first, "attempts": attempts, "next": now + delay}
+                    self.log("retried", f"digest {g.name} to {dname} failed ({err.reason}); next in {delay:.0f} s",
+                             reason=err.reason, **fields)
+                    p.waiting.add(f"digest {g.name}")
+                    st.dirty = True
+                    return
+                sent_groups.setdefault(dname, []).extend(part.group_keys)
                 st.dirty = True
-                return
-            sent.append(dname)
-            st.dirty = True
-            self.log("digest-sent", f"digest {g.name} ({len(recs)} mails) sent to {dname}: {answer}", **fields)
+                st.save(durable=True)  # a kill now repeats at most this part
+                self.log("digest-sent", f"{part.subject} sent to {dname}: {answer}", **fields)
         bucket.sent()
         st.data["sent_to"] = []
+        st.data.pop("sent_groups", None)
         st.data.pop("digest_retry", None)
         st.dirty = True
+
+
+def digest_limit(g: Digest, d: Destination) -> int:
+    """The most text bytes of one digest mail to ``d``: the digest's max_size, or less for a chat."""
+    if d.type == "webhook" and d.format == "ntfy":
+        return min(g.max_size, compose.NTFY_MESSAGE_MAX)
+    if d.type == "webhook" and d.format == "slack":
+        return min(g.max_size, 30_000)  # Slack shortens a message past 40,000 characters
+    return g.max_size
 
 
 def outgoing(d: Destination, e: MailEntry, raw: bytes, unit: str, rule: str, now: float) -> compose.Outgoing:
@@ -310,7 +445,7 @@ def outgoing(d: Destination, e: MailEntry, raw: bytes, unit: str, rule: str, now
     if d.type == "webhook":
         return compose.webhook(e, raw, unit, d, rule)
     if d.mode == "resend":
-        return compose.resend(e, raw, d, now)
+        return compose.resend(e, raw, unit, d, rule, now)
     return compose.wrap(e, raw, unit, d, rule, now)
 
 
@@ -324,11 +459,9 @@ def digest_outgoing(d: Destination, g: Digest, subject: str, text: str, mid: str
     if d.type == "smtp":
         return compose.plain_mail(d, subject, text, mid, now)
     if d.format == "ntfy":
-        return compose.Outgoing(mid, data=text.encode("utf-8", "replace"), summary=subject,
-                                headers=(("Title", compose.clean(subject) if subject.isascii() else
-                                          Header(subject, "utf-8").encode()),
-                                         ("X-Journal-Mail-Forwarded", "digest")))
-    payload = ({"text": f"*{subject}*\n```{text}```"} if d.format == "slack"
+        return compose.ntfy(d.url, subject, text, mid, (("X-Journal-Mail-Forwarded", "digest"),))
+    payload = ({"text": f"*{compose.slack_escape(subject)}*\n```{compose.slack_escape(text)}```"}
+               if d.format == "slack"
                else {"digest": g.name, "subject": subject, "text": text, "message_id": mid})
     return compose.Outgoing(mid, data=json.dumps(payload, ensure_ascii=False).encode(), summary=subject,
                             headers=(("Content-Type", "application/json; charset=utf-8"),
@@ -352,9 +485,10 @@ def dry_run(cfg: Config, src: Source, reader: Any, out: IO[str]) -> int:
             lazy = Lazy(e, lambda: open_reader(src))
             dec = decide(cfg.rules, m, lazy.body)
             n += 1
-            out.write(f"{rfc3339(e.realtime)} {e.hostname} {e.mail_id} {compose.clean(e.subject)!r}\n")
+            out.write(printable(f"{rfc3339(e.realtime)} {e.hostname} {e.mail_id} {compose.clean(e.subject)!r}",
+                                one_line=True) + "\n")
             for line in explain(cfg, m, dec, lazy, now):
-                out.write(f"    {line}\n")
+                out.write(f"    {printable(line, one_line=True)}\n")
     out.write(f"{n} mail(s) looked at; nothing sent (dry run)\n")
     return 0
 
@@ -402,11 +536,10 @@ def follow(load: Callable[[], Config], src: Source, log: Events, reader: Any) ->
                 except Exception as e:
                     log("reload-failed", f"configuration not reloaded, the old one stays: {e}")
                 else:
-                    fw.close()
+                    fw.close()  # waits for its workers: each is bounded by its destinations' deadlines
                     fw = Forwarder(cfg, src, log)
                     log("reloaded", f"configuration reloaded from {cfg.path}")
-            p = fw.run_pass(reader, force=False, stop=lambda: flags.stop)
-            fw.digests_due(None, p, retry_now=False)
+            fw.step(reader, stop=lambda: flags.stop)
             if flags.stop:
                 break
             try:

@@ -7,6 +7,9 @@ window, digest due time), replaced atomically (temp file, rename); and
 written before the cursor moves, so that a crash between the relay's 250 and
 the cursor costs at most that one mail again, and an upload sent twice is
 sent on once.  Both are fsync'ed at the end of each batch.
+
+Every file here is opened without following a link (O_NOFOLLOW) and made
+0600, whoever runs the forwarder (the service's user, or root by hand).
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ import fcntl
 import json
 import os
 import re
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO, Any
 
 from ...errors import JournalSendmailError
 
@@ -36,12 +41,66 @@ class Busy(JournalSendmailError):
     tag = "busy"
 
 
+PRIVATE = 0o600
+_NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _open_private(path: str, flags: int) -> int:
+    """``path`` opened with ``flags`` (never through a link), mode 0600 whatever the umask."""
+    try:
+        fd = os.open(path, flags | _NOFOLLOW, PRIVATE)
+    except OSError as e:
+        raise StateError(f"{path}: {e.strerror or e}"
+                         + (" (a symbolic link: refused)" if os.path.islink(path) else "")) from None
+    try:
+        os.fchmod(fd, PRIVATE)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+@contextmanager
+def private_append(path: str) -> Iterator[IO[bytes]]:
+    """``path`` opened to append (created 0600), owned like its directory."""
+    fd = _open_private(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    with os.fdopen(fd, "ab") as f:
+        own_fd(f.fileno(), os.path.dirname(path))
+        yield f
+
+
+def write_private(path: str, data: bytes, durable: bool = True) -> None:
+    """Replace ``path`` atomically by ``data``: a fresh 0600 temporary file (O_EXCL), then a rename."""
+    tmp = path + ".tmp"
+    try:
+        os.unlink(tmp)  # left by a crash (or planted: a link is removed, never followed)
+    except FileNotFoundError:
+        pass
+    fd = _open_private(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
+        own_fd(f.fileno(), os.path.dirname(path))
+    os.replace(tmp, path)
+
+
+def own_fd(fd: int, like: str) -> None:
+    """``own`` for an open file."""
+    if os.geteuid() != 0:
+        return
+    st = os.stat(like)
+    if st.st_uid != 0 or st.st_gid != 0:
+        os.fchown(fd, st.st_uid, st.st_gid)
+
+
 def lock(state_dir: str) -> int:
     """Hold state_dir for this process (released by the kernel, even on SIGKILL)."""
     try:
         os.makedirs(state_dir, mode=0o700, exist_ok=True)
-        fd = os.open(os.path.join(state_dir, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        own(os.path.join(state_dir, "lock"), state_dir)
+        fd = _open_private(os.path.join(state_dir, "lock"), os.O_RDWR | os.O_CREAT)
+        own_fd(fd, state_dir)
     except OSError as e:
         raise StateError(f"state directory {state_dir}: {e.strerror or e}") from None
     try:
@@ -100,7 +159,7 @@ class State:
         self.delivered: dict[str, None] = {}
         self._delivered_path = os.path.join(self.dir, "delivered")
         try:
-            with open(self._delivered_path, encoding="utf-8") as f:
+            with open(self._delivered_path, encoding="utf-8", errors="surrogateescape") as f:
                 for line in f:
                     if line.endswith("\n"):
                         self.delivered[line[:-1]] = None
@@ -110,9 +169,13 @@ class State:
             raise StateError(f"{self._delivered_path}: {e.strerror or e}") from None
         while len(self.delivered) > DELIVERED_MEMORY:
             del self.delivered[next(iter(self.delivered))]
-        self._log = open(self._delivered_path, "a", encoding="utf-8")
-        own(self._delivered_path, self.dir)
+        self._log = self._open_log()
         self._lines = len(self.delivered)
+
+    def _open_log(self) -> IO[str]:
+        fd = _open_private(self._delivered_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        own_fd(fd, self.dir)
+        return os.fdopen(fd, "a", encoding="utf-8", errors="surrogateescape")
 
     @property
     def initialized(self) -> bool:
@@ -147,14 +210,7 @@ class State:
             if self._lines > 2 * DELIVERED_MEMORY:
                 self._compact()
         if self.dirty or durable:
-            tmp = self.path + ".tmp"
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(self.data, f, separators=(",", ":"))
-                if durable:
-                    f.flush()
-                    os.fsync(f.fileno())
-            own(tmp, self.dir)
-            os.replace(tmp, self.path)
+            write_private(self.path, json.dumps(self.data, separators=(",", ":")).encode(), durable)
             self.unsynced = not durable
         if durable:
             dfd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY)
@@ -166,15 +222,10 @@ class State:
         self.dirty = False
 
     def _compact(self) -> None:
-        tmp = self._delivered_path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.writelines(k + "\n" for k in self.delivered)
-            f.flush()
-            os.fsync(f.fileno())
-        own(tmp, self.dir)
-        os.replace(tmp, self._delivered_path)
+        write_private(self._delivered_path, "".join(k + "\n" for k in self.delivered).encode(
+            "utf-8", "surrogateescape"))
         self._log.close()
-        self._log = open(self._delivered_path, "a", encoding="utf-8")
+        self._log = self._open_log()
         self._lines = len(self.delivered)
 
     def close(self) -> None:
