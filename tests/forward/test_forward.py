@@ -217,16 +217,16 @@ route = ["ntfy", "slack"]
 """)
     r = forward(cfg, "--once")
     assert r.returncode == 0, r.stderr
-    by_kind = {("ntfy" if h.get("Title") else "slack"): (h, b) for h, b in webhook.posts}
-    h, b = by_kind["ntfy"]
-    from email.header import decode_header, make_header
-
-    assert str(make_header(decode_header(h["Title"]))).endswith("] DegradedArray on md0 — dégradé")
-    assert h["Authorization"] == "Bearer t0ken" and "md0 lost a disk" in b.decode()
-    assert h["X-Journal-Mail-Forwarded"] == mail_ids("DegradedArray on md0 — dégradé")[0]
-    h, b = by_kind["slack"]
     import json
 
+    by_kind = {("ntfy" if b"topic" in b else "slack"): (h, b, p) for (h, b), p in zip(webhook.posts, webhook.paths)}
+    h, b, path = by_kind["ntfy"]
+    sent = json.loads(b)  # ntfy's JSON publishing: to the server's root, the topic in the body
+    assert path == "/?to=ntfy" and sent["topic"] == "hook" and h["Content-Type"].startswith("application/json")
+    assert sent["title"].endswith("] DegradedArray on md0 — dégradé") and "Title" not in h
+    assert h["Authorization"] == "Bearer t0ken" and "md0 lost a disk" in sent["message"]
+    assert h["X-Journal-Mail-Forwarded"] == mail_ids("DegradedArray on md0 — dégradé")[0]
+    h, b, path = by_kind["slack"]
     text = json.loads(b)["text"]
-    assert "DegradedArray on md0 — dégradé" in text and "md0 lost a disk" in text
+    assert "DegradedArray on md0 — dégradé" in text and "md0 lost a disk" in text and path == "/hook?to=slack"
     assert smarthost.received == []

@@ -247,7 +247,7 @@ def ntfy(url: str, title: str, message: str, mid: str, stamps: tuple[tuple[str, 
     """
     u = urllib.parse.urlsplit(url)
     path, _, topic = u.path.rstrip("/").rpartition("/")
-    base = urllib.parse.urlunsplit((u.scheme, u.netloc, path + "/", "", ""))
+    base = urllib.parse.urlunsplit((u.scheme, u.netloc, path + "/", u.query, ""))
     payload = {"topic": urllib.parse.unquote(topic), "title": title[:250], "message":
                _utf8_cut(message, NTFY_MESSAGE_MAX), "tags": ["email"]}
     return Outgoing(mid, data=json.dumps(payload, ensure_ascii=False).encode("utf-8", "replace"), url=base,
