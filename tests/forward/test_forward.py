@@ -219,7 +219,8 @@ route = ["ntfy", "slack"]
     assert r.returncode == 0, r.stderr
     import json
 
-    by_kind = {("ntfy" if b"topic" in b else "slack"): (h, b, p) for (h, b), p in zip(webhook.posts, webhook.paths)}
+    by_kind = {("ntfy" if b"topic" in b else "slack"): (h, b, p) for (h, b), p in
+               zip(webhook.posts, webhook.paths, strict=True)}
     h, b, path = by_kind["ntfy"]
     sent = json.loads(b)  # ntfy's JSON publishing: to the server's root, the topic in the body
     assert path == "/?to=ntfy" and sent["topic"] == "hook" and h["Content-Type"].startswith("application/json")

@@ -26,7 +26,7 @@ from forwardkit import Hostile, Smarthost, Webhook, events, forward, make_ca
 from readerkit import ENV, READER
 from test_delivery import subjects
 from test_forged import NOBODY, forge
-from test_forward import dests, mail_ids, store
+from test_forward import dests, store
 
 from journal_sendmail.record import MSG_MAIL
 

@@ -285,7 +285,7 @@ class Smtp:
 
     def _handshake(self, conn: _Client) -> None:
         d = self.dest
-        conn._host = d.host  # smtplib sets it only when the constructor connects; STARTTLS checks it
+        conn._host = d.host  # type: ignore[attr-defined]  # smtplib sets it only in its constructor; STARTTLS needs it
         code, msg = conn.connect(d.host, d.port)
         if code != 220:
             raise _code_failure(code if code >= 400 else 421, _text(msg))
