@@ -7,6 +7,7 @@ import email.policy
 import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -117,3 +118,39 @@ def test_wrap_keeps_an_original_with_cr_bytes_exact_as_base64() -> None:
     (att,) = [p for p in msg.walk() if p.get_filename() == "original.eml"]
     assert att.get_content_type() == "application/octet-stream" and att.get_content() == raw
     assert msg["Subject"] == "[web1] crlf" and msg["X-Journal-Mail-Forwarded"] == "cd" * 16
+
+
+def rec(i: int, group: str, example: str = "x\n") -> dict[str, object]:
+    return {"key": f"k{i}", "group": ["web1", group], "time": 1.0e9 + i, "mail_id": f"{i:032x}", "subject": group,
+            "example": example, "note": ""}
+
+
+def test_a_flooded_bucket_stays_bounded_and_keeps_the_genuine_alert_visible(tmp_path: Path) -> None:
+    b = digest.Bucket(str(tmp_path))
+    b.add(rec(0, "SMART error on /dev/sda", "SMART overall-health: FAILED\n"))
+    for i in range(1, 3 * digest.BUCKET_MAX):
+        b.add(rec(i, "Fail", "forged " * 200))
+    b.add(rec(10 ** 6, "DegradedArray md0", "md0 lost a disk\n"))
+    lines = Path(b.open_path).read_bytes().count(b"\n")
+    assert lines < digest.BUCKET_MAX
+    assert os.path.getsize(b.open_path) < 16 * 1024 * 1024
+    assert b.close_period()
+    recs = b.closed()
+    g = config.Digest("daily", ("ops",), every=3600.0, group_by=("host", "subject"))
+    (part,) = digest.parts(g, recs, "loghost", 1 << 20)
+    assert "SMART overall-health: FAILED" in part.text and "md0 lost a disk" in part.text
+    assert f"{3 * digest.BUCKET_MAX + 1} mail(s) in 3 group(s)" in part.subject
+    fail = part.text.split("subject=Fail", 1)[1].split("\n\n", 1)[0]
+    assert f"{3 * digest.BUCKET_MAX - 1} mail(s)" in fail and "more)" in fail
+
+
+def test_a_big_digest_is_split_into_parts_under_the_size_and_each_group_goes_once() -> None:
+    recs = [rec(i, f"Fail {i}", "line\n" * 30) for i in range(1000)]
+    g = config.Digest("daily", ("ops",), every=3600.0, group_by=("host", "subject"))
+    parts = digest.parts(g, recs, "loghost", 40_000)
+    assert len(parts) > 1 and all(len(p.text.encode()) <= 40_000 for p in parts)
+    assert all(f"(part {i} of {len(parts)})" in p.subject for i, p in enumerate(parts, 1))
+    keys = [k for p in parts for k in p.group_keys]
+    assert len(keys) == len(set(keys)) == 1000
+    rest = digest.parts(g, recs, "loghost", 40_000, skip=frozenset(parts[0].group_keys))
+    assert sum(len(p.group_keys) for p in rest) == 1000 - len(parts[0].group_keys)

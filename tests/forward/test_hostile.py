@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import ssl
 import subprocess
 import time
@@ -22,8 +23,8 @@ from pathlib import Path
 
 import harness
 import pytest
-from forwardkit import Hostile, Smarthost, Webhook, events, forward, make_ca
-from readerkit import ENV, READER
+from forwardkit import Hostile, Smarthost, Webhook, events, forward, make_ca, spawn_forward
+from readerkit import ENV, READER, wait_until
 from test_delivery import subjects
 from test_forged import NOBODY, forge
 from test_forward import dests, store
@@ -292,3 +293,29 @@ def test_a_webhook_honours_cafile(
         assert [x["subject"] for x in hook.records()] == ["alert tls"]
     finally:
         hook.stop()
+
+
+@pytest.mark.parametrize("hostile", ["smtp-drip"], indirect=True)
+def test_the_service_delivers_to_a_healthy_destination_while_another_hangs(
+    journald: harness.Journald, sendmail: Sendmail, config: Config, hostile: Hostile, webhook: Webhook,
+    tmp_path: Path
+) -> None:
+    """Following: the hung destination's worker is left to it; the other one's mail goes at once."""
+    cfg = config(smtp_dest("bad", hostile.port).replace(f'"{TIMEOUT:g}s"', '"60s"') + hook_dest("good", webhook.url)
+                 + ALL)
+    proc = spawn_forward(cfg, err=tmp_path / "err")
+    try:
+        wait_until(lambda: (tmp_path / "state" / "dest-good" / "state.json").exists(), 30, "the first pass")
+        for i in range(3):
+            t0 = time.monotonic()
+            store(sendmail, f"alert {i}")
+            wait_until(lambda i=i: len(webhook.posts) == i + 1, 30, f"alert {i} on the healthy destination")
+            assert time.monotonic() - t0 < 20  # well inside the hung one's 60 s deadline
+        assert hostile.connections == 1  # still stuck in its first session
+    finally:
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=120)
+    assert code == 0, (tmp_path / "err").read_text()
+    assert time.monotonic() - t0 < 20  # the stop is not held up by the hung session either
+    assert sorted(x["subject"] for x in webhook.records()) == ["alert 0", "alert 1", "alert 2"]

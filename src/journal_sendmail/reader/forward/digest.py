@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import threading
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +24,7 @@ EXAMPLE_LINE = 300  # characters of one line of an example
 GROUP_VALUE_MAX = 200  # characters of a group value (a subject)
 IDS_SHOWN = 20  # MAIL_IDs listed per group, the newest; then "(+N more)"
 GROUPS_PER_MAIL = 100  # groups in one digest mail; more: the digest is sent in several mails
-EXAMPLES_KEPT = 2000  # records of an open bucket that keep their example text
+EXAMPLES_PER_GROUP = 10  # records of one group that keep their example text (examples is at most 10)
 BUCKET_MAX = 20_000  # records of an open bucket before it is compacted ...
 BUCKET_KEEP = 10_000  # ... to about this many
 PART_MIN = DIGEST_MIN_SIZE  # bytes: the smallest digest mail a 552 makes it split into
@@ -80,8 +81,8 @@ def _gkey(rec: dict[str, Any]) -> str:
 class Bucket:
     """The mail collected for one digest: ``bucket.jsonl`` (open period), ``sending.jsonl`` (closed, being sent).
 
-    Bounded: past EXAMPLES_KEPT records a record keeps no example text, and
-    past BUCKET_MAX records the open bucket is compacted (``compact``): every
+    Bounded: only the first EXAMPLES_PER_GROUP records of a group keep their
+    example text, and past BUCKET_MAX records the open bucket is compacted (``compact``): every
     group keeps its first record and the newest records stay, the others are
     counted in one tally per group, so that a flood of forged mail neither
     fills the disk nor pushes a genuine alert out of sight.  One lock: the
@@ -93,13 +94,18 @@ class Bucket:
         self.closed_path = os.path.join(directory, "sending.jsonl")
         self.lock = threading.Lock()
         self._count: int | None = None  # records in the open bucket
+        self._examples: Counter[str] = Counter()  # its records with an example, by group
 
     def add(self, rec: dict[str, Any]) -> None:
         with self.lock:
             if self._count is None:
-                self._count = len(_read(self.open_path))
-            if self._count >= EXAMPLES_KEPT:
+                self._recount(_read(self.open_path))
+                assert self._count is not None
+            g = _gkey(rec)
+            if self._examples[g] >= EXAMPLES_PER_GROUP:
                 rec = {k: v for k, v in rec.items() if k != "example"}
+            else:
+                self._examples[g] += 1
             with private_append(self.open_path) as f:
                 f.write((json.dumps(rec, ensure_ascii=False) + "\n").encode("utf-8", "surrogateescape"))
             self._count += 1
@@ -111,7 +117,11 @@ class Bucket:
         kept = compact(recs, BUCKET_KEEP)
         write_private(self.open_path, b"".join(
             (json.dumps(r, ensure_ascii=False) + "\n").encode("utf-8", "surrogateescape") for r in kept))
-        self._count = len(kept)
+        self._recount(kept)
+
+    def _recount(self, recs: list[dict[str, Any]]) -> None:
+        self._count = len(recs)
+        self._examples = Counter(_gkey(r) for r in recs if "example" in r)
 
     def close_period(self) -> bool:
         """Move the open bucket to sending; False when there is nothing to send."""
@@ -121,7 +131,7 @@ class Bucket:
             if not os.path.exists(self.open_path):
                 return False
             os.replace(self.open_path, self.closed_path)
-            self._count = 0
+            self._recount([])
             return True
 
     def closed(self) -> list[dict[str, Any]]:

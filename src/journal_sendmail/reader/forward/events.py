@@ -36,8 +36,8 @@ class Events:
             ("SYSLOG_IDENTIFIER", b"journal-mail-forward"),
             ("FORWARD_EVENT", event.encode()),
         ]
-        entry += [(f"FORWARD_{k.upper()}" if k != "mail_id" else "MAIL_ID", v.encode("utf-8", "replace"))
-                  for k, v in fields.items() if v]
+        entry += [(f"FORWARD_{k.upper()}" if k != "mail_id" else "MAIL_ID",
+                   printable(v, one_line=True).encode("utf-8", "replace")) for k, v in fields.items() if v]
         sent = True
         sink = Journal(self.socket, 5)
         try:

@@ -34,6 +34,7 @@ from .transport import DeliveryError, PermanentFailure, Transport, read_password
 BACKOFF_FIRST = 30.0  # seconds; doubled at each attempt
 BACKOFF_MAX = 3600.0
 WAKE = 1.0  # seconds: the longest the following service sleeps
+STOP_GRACE = 5.0  # seconds a busy worker is given to finish its mail when the service stops
 SAVE_EVERY = 500  # entries read without anything to do between two state writes
 
 
@@ -101,9 +102,9 @@ class Job:
         self.thread = threading.Thread(target=run, name=f"journal-mail-forward {self.name}", daemon=True)
         self.thread.start()
 
-    def join(self) -> None:
+    def join(self, timeout: float | None = None) -> None:
         if self.thread is not None:
-            self.thread.join()
+            self.thread.join(timeout)
 
     def close_transports(self) -> None:
         for t in self.transports.values():
@@ -132,12 +133,15 @@ class Forwarder:
     def opener(self) -> Any:
         return open_reader(self.src)
 
-    def close(self) -> None:
-        for j in self.jobs.values():
-            j.join()
+    def close(self, grace: float | None = None) -> None:
+        """Wait for the workers (``grace``: at most that long each, then leave a busy one as a kill
+        would: its state is safe as it is, and it is not touched from here) and write the states."""
+        for which, j in self.jobs.items():
+            j.join(grace)
+            if j.busy():
+                continue
             j.close()
-        for st in self.states.values():
-            st.close()
+            self.states[which].close()
 
     def _transport(self, job: Job, d: Destination) -> Transport:
         if d.name not in job.transports:
@@ -380,50 +384,44 @@ class Forwarder:
             domain = d.sender.rsplit("@", 1)[-1] if d.sender else host
             while dname not in finished:
                 limit = limits.get(dname, digest_limit(g, d))
-                done = frozenset(sent_groups.get(dname, []))
-                todo = digest.parts(g, recs, host, limit, skip=done)
-                if not todo:
-                    finished.append(dname)
+                todo = digest.parts(g, recs, host, limit, skip=frozenset(sent_groups.get(dname, [])))
+                for part in todo:
+                    mid = digest.digest_id(g.name, part.keys, dname, domain)
+                    out = digest_outgoing(d, g, part.subject, part.text, mid, now)
+                    fields = {"destination": dname, "digest": g.name, "message_id": mid}
+                    try:
+                        answer = self._transport(job, d).send(out)
+                    except DeliveryError as err:
+                        self._drop_transport(job, dname)
+                        too_big = err.code in (552, 413)
+                        if too_big and limit > digest.PART_MIN:
+                            limits[dname] = max(digest.PART_MIN, limit // 4)
+                            st.dirty = True
+                            self.log("retried", f"digest {g.name} to {dname} too big for it ({err.reason}): sent "
+                                     f"in parts of at most {limits[dname]} bytes", reason=err.reason, **fields)
+                            break  # the rest again, in smaller parts
+                        first = retry["first"] if retry else now
+                        if not too_big and (err.permanent or now - first >= d.max_age):
+                            self.log("gave-up", f"digest {g.name} to {dname} given up: {err.reason}", **fields)
+                            finished.append(dname)
+                            st.dirty = True
+                            break
+                        # down, or refusing even the smallest part: the bucket stays, retried later
+                        attempts = (retry["attempts"] if retry else 0) + 1
+                        delay = min(BACKOFF_FIRST * 2 ** (attempts - 1), BACKOFF_MAX)
+                        st.data["digest_retry"] = {"first": first, "attempts": attempts, "next": now + delay}
+                        self.log("retried", f"digest {g.name} to {dname} failed ({err.reason}); next in "
+                                 f"{delay:.0f} s", reason=err.reason, **fields)
+                        p.waiting.add(f"digest {g.name}")
+                        st.dirty = True
+                        return
+                    sent_groups.setdefault(dname, []).extend(part.group_keys)
                     st.dirty = True
-                    break
-                part = todo[0]
-                mid = digest.digest_id(g.name, part.keys, dname, domain)
-                out = digest_outgoing(d, g, part.subject, part.text, mid, now)
-                fields = {"destination": dname, "digest": g.name, "message_id": mid}
-                try:
-                    answer = self._transport(job, d).send(out)
-                except DeliveryError as err:
-                    self._drop_transport(job, dname)
-                    if err.code in (552, 413) and limit > digest.PART_MIN:
-                        limits[dname] = max(digest.PART_MIN, limit // 4)
-                        st.dirty = True
-                        self.log("retried", f"digest {g.name} to {dname} too big for it ({err.reason}): sent in "
-                                 f"parts of at most {limits[dname]} bytes", reason=err.reason, **fields)
-                        continue
-                    first = retry["first"] if retry else now
-                    if err.permanent and err.code not in (552, 413):
-                        self.log("gave-up", f"digest {g.name} to {dname} given up: {err.reason}", **fields)
-                        finished.append(dname)
-                        st.dirty = True
-                        break
-                    if now - first >= d.max_age and err.code not in (552, 413):
-                        self.log("gave-up", f"digest {g.name} to {dname} given up: {err.reason}", **fields)
-                        finished.append(dname)
-                        st.dirty = True
-                        break
-                    # down, or refusing even the smallest part: the bucket stays, retried later
-                    attempts = (retry["attempts"] if retry else 0) + 1
-                    delay = min(BACKOFF_FIRST * 2 ** (attempts - 1), BACKOFF_MAX)
-                    st.data["digest_retry"] = {"first": first, "attempts": attempts, "next": now + delay}
-                    self.log("retried", f"digest {g.name} to {dname} failed ({err.reason}); next in {delay:.0f} s",
-                             reason=err.reason, **fields)
-                    p.waiting.add(f"digest {g.name}")
+                    st.save(durable=True)  # a kill now repeats at most this part
+                    self.log("digest-sent", f"{part.subject} sent to {dname}: {answer}", **fields)
+                else:
+                    finished.append(dname)  # every part went (or there was none left)
                     st.dirty = True
-                    return
-                sent_groups.setdefault(dname, []).extend(part.group_keys)
-                st.dirty = True
-                st.save(durable=True)  # a kill now repeats at most this part
-                self.log("digest-sent", f"{part.subject} sent to {dname}: {answer}", **fields)
         bucket.sent()
         st.data["sent_to"] = []
         st.data.pop("sent_groups", None)
@@ -548,5 +546,5 @@ def follow(load: Callable[[], Config], src: Source, log: Events, reader: Any) ->
             except InterruptedError:
                 pass
     finally:
-        fw.close()
+        fw.close(grace=STOP_GRACE)  # a worker stuck with a slow peer does not hold the stop up
     return 0
