@@ -154,3 +154,22 @@ def test_a_big_digest_is_split_into_parts_under_the_size_and_each_group_goes_onc
     assert len(keys) == len(set(keys)) == 1000
     rest = digest.parts(g, recs, "loghost", 40_000, skip=frozenset(parts[0].group_keys))
     assert sum(len(p.group_keys) for p in rest) == 1000 - len(parts[0].group_keys)
+
+
+@pytest.mark.parametrize("subject", ["a" * 70_000, "é" * 70_000, "word " * 14_000], ids=["one-word", "utf8", "words"])
+def test_a_huge_subject_makes_no_header_line_a_relay_refuses(subject: str) -> None:
+    e = MailEntry(mail_id="cd" * 16, uid=0, hostname="web1", headers={"subject": subject}, size=5, raw=b"\n\nhi\n")
+    d = config.Destination(name="ops", type="smtp", url="smtp://x", sender="f@example.org", to=("o@example.org",))
+    out = compose.wrap(e, e.raw, "", d, "r", 0.0)
+    head = out.data.split(b"\n\n", 1)[0]
+    assert max(len(line) for line in head.split(b"\n")) <= compose.LINE_MAX
+    assert compose.wire_safe(out.data) and max(len(line) for line in out.data.split(b"\n")) <= compose.LINE_MAX
+
+
+def test_a_chat_gets_a_few_short_digest_messages_saying_what_they_leave_out() -> None:
+    recs = [rec(i, f"Fail {i}", "line\n" * 30) for i in range(1000)]
+    g = config.Digest("daily", ("ops",), every=3600.0, group_by=("host", "subject"))
+    parts = digest.parts(g, recs, "loghost", 4000, chat=True)
+    assert len(parts) == digest.CHAT_PARTS and all(len(p.text.encode()) <= 4000 + 200 for p in parts)
+    assert "example" not in "".join(p.text for p in parts)
+    assert "more group(s)" in parts[-1].text and len({k for p in parts for k in p.group_keys}) == 1000

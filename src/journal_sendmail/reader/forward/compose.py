@@ -34,6 +34,11 @@ from .rules import trusted_uid
 FORWARDED = "X-Journal-Mail-Forwarded"
 TEXT_MAX = 4000  # characters of the readable body quoted in the short text part
 LINE_MAX = 998  # RFC 5322
+SUBJECT_MAX = 900  # characters of a Subject we write: one unbreakable word still fits in a line
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @dataclass(frozen=True)
@@ -147,7 +152,7 @@ def _new_mail_head(dest: Destination, subject: str, mid: str, now: float, forwar
     return "".join([
         header("From", dest.sender),
         header("To", ", ".join(dest.to)),
-        header("Subject", subject),
+        header("Subject", _cut(clean(subject), SUBJECT_MAX)),
         f"Date: {formatdate(now, localtime=True)}\n",
         f"Message-ID: {mid}\n",
         "Auto-Submitted: auto-generated\n",

@@ -24,6 +24,7 @@ EXAMPLE_LINE = 300  # characters of one line of an example
 GROUP_VALUE_MAX = 200  # characters of a group value (a subject)
 IDS_SHOWN = 20  # MAIL_IDs listed per group, the newest; then "(+N more)"
 GROUPS_PER_MAIL = 100  # groups in one digest mail; more: the digest is sent in several mails
+CHAT_PARTS = 3  # messages of one digest to a chat (ntfy, Slack): a notification, not the record
 EXAMPLES_PER_GROUP = 10  # records of one group that keep their example text (examples is at most 10)
 BUCKET_MAX = 20_000  # records of an open bucket before it is compacted ...
 BUCKET_KEEP = 10_000  # ... to about this many
@@ -205,7 +206,7 @@ def compact(recs: list[dict[str, Any]], keep: int) -> list[dict[str, Any]]:
     return out + list(tallies.values())
 
 
-def _group_block(d: Digest, n: int, values: tuple[str, ...], rs: list[dict[str, Any]]) -> str:
+def _group_block(d: Digest, n: int, values: tuple[str, ...], rs: list[dict[str, Any]], examples: int) -> str:
     items = sorted((r for r in rs if "tally" not in r), key=lambda r: r["time"])
     count = sum(r.get("tally", 1) for r in rs)
     first = min(r.get("first", r["time"]) for r in rs)
@@ -215,7 +216,7 @@ def _group_block(d: Digest, n: int, values: tuple[str, ...], rs: list[dict[str, 
     notes = sorted({r["note"] for r in items if r.get("note")})
     if notes:
         lines.append(f"   ({'; '.join(notes)})")
-    for r in [r for r in items if "example" in r][: d.examples]:
+    for r in [r for r in items if "example" in r][:examples]:
         lines.append(f"   example, mail {r['mail_id']} ({r['subject']}):")
         lines += ["   | " + x[:EXAMPLE_LINE] for x in (r["example"].rstrip("\n") or "(empty)").split("\n")[:30]]
     ids = [r["mail_id"] for r in items]
@@ -244,29 +245,42 @@ class Part:
     keys: tuple[str, ...]
 
 
-def parts(d: Digest, recs: list[dict[str, Any]], host: str, max_bytes: int,
-          skip: frozenset[str] = frozenset()) -> list[Part]:
+def parts(d: Digest, recs: list[dict[str, Any]], host: str, max_bytes: int, skip: frozenset[str] = frozenset(),
+          chat: bool = False) -> list[Part]:
     """The digest as mails of at most ``max_bytes`` bytes of text and GROUPS_PER_MAIL groups each (a
-    group is never split: its block is bounded), leaving out the groups in ``skip`` (already sent)."""
+    group is never split: its block is bounded), leaving out the groups in ``skip`` (already sent).
+
+    ``chat``: for a chat, which is a notification and not the record, no examples and at most
+    CHAT_PARTS messages, the last one saying how many groups it leaves out (marked sent with it).
+    """
     all_groups = groups(recs)
     total = sum(r.get("tally", 1) for r in recs)
     todo = [(i, g) for i, g in enumerate(all_groups, 1) if g[0] not in skip]
     chunks: list[list[tuple[str, str, list[dict[str, Any]]]]] = []
     size = 0
     for n, (k, values, rs) in todo:
-        block = _group_block(d, n, values, rs)
+        block = _group_block(d, n, values, rs, 0 if chat else d.examples)
         b = len(block.encode("utf-8", "replace"))
         if not chunks or size + b > max_bytes - 400 or len(chunks[-1]) >= GROUPS_PER_MAIL:
             chunks.append([])
             size = 0
         chunks[-1].append((k, block, rs))
         size += b
+    left: list[tuple[str, str, list[dict[str, Any]]]] = []
+    if chat and len(chunks) > CHAT_PARTS:
+        left = [x for c in chunks[CHAT_PARTS:] for x in c]
+        chunks = chunks[:CHAT_PARTS]
     out = []
     for i, chunk in enumerate(chunks, 1):
         of = f" (part {i} of {len(chunks)})" if len(chunks) > 1 else ""
         subject = f"[{host}] digest {d.name}: {total} mail(s) in {len(all_groups)} group(s){of}"
         head = f"journal-mail forward, digest {d.name}: {total} mail(s), {len(all_groups)} group(s){of}.\n\n"
-        out.append(Part(subject, head + "".join(b for _, b, _ in chunk), tuple(k for k, _, _ in chunk),
+        body = "".join(b for _, b, _ in chunk)
+        if left and i == len(chunks):
+            chunk = chunk + left
+            body += (f"(+{len(left)} more group(s), {sum(r.get('tally', 1) for _, _, rs in left for r in rs)} "
+                     f"mail(s), not shown here: journal-mail list on {host})\n")
+        out.append(Part(subject, head + body, tuple(k for k, _, _ in chunk),
                         tuple(r["key"] for _, _, rs in chunk for r in rs)))
     return out
 

@@ -384,7 +384,8 @@ class Forwarder:
             domain = d.sender.rsplit("@", 1)[-1] if d.sender else host
             while dname not in finished:
                 limit = limits.get(dname, digest_limit(g, d))
-                todo = digest.parts(g, recs, host, limit, skip=frozenset(sent_groups.get(dname, [])))
+                todo = digest.parts(g, recs, host, limit, skip=frozenset(sent_groups.get(dname, [])),
+                                    chat=d.type == "webhook" and d.format in ("ntfy", "slack"))
                 for part in todo:
                     mid = digest.digest_id(g.name, part.keys, dname, domain)
                     out = digest_outgoing(d, g, part.subject, part.text, mid, now)
