@@ -319,3 +319,34 @@ def test_the_service_delivers_to_a_healthy_destination_while_another_hangs(
     assert code == 0, (tmp_path / "err").read_text()
     assert time.monotonic() - t0 < 20  # the stop is not held up by the hung session either
     assert sorted(x["subject"] for x in webhook.records()) == ["alert 0", "alert 1", "alert 2"]
+
+
+@pytest.mark.parametrize("case", ["world-writable", "nobodys-in-a-shared-dir", "consumer-dir-a-link"])
+def test_a_state_directory_another_user_controls_is_refused(
+    journald: harness.Journald, sendmail: Sendmail, config: Config, smarthost: Smarthost, tmp_path: Path,
+    case: str
+) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)  # as /tmp
+    state = tmp_path / "state"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    if case == "world-writable":
+        state.mkdir()
+        state.chmod(0o777)
+    elif case == "nobodys-in-a-shared-dir":
+        state = shared / "state"
+        state.mkdir(mode=0o700)
+        os.chown(state, NOBODY, NOBODY)
+    else:
+        state.mkdir(mode=0o700)
+        (state / "dest-ops").symlink_to(elsewhere)
+    store(sendmail, "alert 1")
+    text = dests(smarthost) + ALL.replace('["bad", "good"]', '["ops"]')
+    cfg = config(text)
+    cfg.write_text(f'state_dir = "{state}"\n' + text)
+    r = forward(cfg, "--once")
+    assert r.returncode == 73, r.stderr
+    assert b"refused" in r.stderr or b"writable by group or others" in r.stderr
+    assert smarthost.received == [] and list(elsewhere.iterdir()) == []

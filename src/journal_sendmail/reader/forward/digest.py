@@ -17,7 +17,7 @@ from ..render import rfc3339
 from .compose import clean
 from .config import DIGEST_MIN_SIZE, Digest
 from .rules import Mail, trusted_uid
-from .state import private_append, write_private
+from .state import StateError, nofollow, private_append, write_private
 
 EXAMPLE_MAX = 1500  # characters of a mail's text kept as its example
 EXAMPLE_LINE = 300  # characters of one line of an example
@@ -156,7 +156,7 @@ class Bucket:
 def _read(path: str) -> list[dict[str, Any]]:
     out = []
     try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as f:
+        with open(path, encoding="utf-8", errors="surrogateescape", opener=nofollow) as f:
             for line in f:
                 if line.endswith("\n"):
                     try:
@@ -165,6 +165,8 @@ def _read(path: str) -> list[dict[str, Any]]:
                         continue  # a line cut by a crash
     except FileNotFoundError:
         pass
+    except OSError as e:
+        raise StateError(f"{path}: {e.strerror or e}") from None
     return out
 
 

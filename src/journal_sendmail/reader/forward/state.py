@@ -18,6 +18,7 @@ import fcntl
 import json
 import os
 import re
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, Any
@@ -60,6 +61,11 @@ def _open_private(path: str, flags: int) -> int:
     return fd
 
 
+def nofollow(path: str, flags: int) -> int:
+    """An ``opener`` for open(): never through a link."""
+    return os.open(path, flags | _NOFOLLOW)
+
+
 @contextmanager
 def private_append(path: str) -> Iterator[IO[bytes]]:
     """``path`` opened to append (created 0600), owned like its directory."""
@@ -95,10 +101,47 @@ def own_fd(fd: int, like: str) -> None:
         os.fchown(fd, st.st_uid, st.st_gid)
 
 
+def check_dir(state_dir: str) -> os.stat_result:
+    """``state_dir`` must be a directory no other user could have made nor can change: not writable
+    by group or others, owned by us or root, or (root running it by hand) by whoever root gave it
+    to in a directory of root's (the service's DynamicUser= through StateDirectory=, which makes
+    it a link into root's /var/lib/private: that link is followed).  StateError (exit 73) if not."""
+    try:
+        st = os.stat(state_dir)
+        parent = os.stat(os.path.dirname(os.path.realpath(state_dir)))
+    except OSError as e:
+        raise StateError(f"state directory {state_dir}: {e.strerror or e}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise StateError(f"state directory {state_dir}: not a directory")
+    if st.st_mode & 0o022:
+        raise StateError(f"state directory {state_dir}: writable by group or others (chmod 700 it)")
+    me = os.geteuid()
+    if st.st_uid not in (me, 0) and (me != 0 or parent.st_uid != 0 or parent.st_mode & 0o022):
+        raise StateError(f"state directory {state_dir}: owned by uid {st.st_uid}, in a directory that is "
+                         "not root's alone (another user may have made it): refused")
+    return st
+
+
+def check_subdir(path: str, top: os.stat_result) -> None:
+    """A consumer's directory: a real directory (never a link), owned like state_dir or by us, private."""
+    try:
+        st = os.lstat(path)
+    except OSError as e:
+        raise StateError(f"{path}: {e.strerror or e}") from None
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        raise StateError(f"{path}: not a directory (a symbolic link or another file): refused")
+    if st.st_mode & 0o022 or st.st_uid not in (os.geteuid(), top.st_uid):
+        raise StateError(f"{path}: writable by group or others, or owned by another user: refused")
+
+
 def lock(state_dir: str) -> int:
     """Hold state_dir for this process (released by the kernel, even on SIGKILL)."""
     try:
         os.makedirs(state_dir, mode=0o700, exist_ok=True)
+    except OSError as e:
+        raise StateError(f"state directory {state_dir}: {e.strerror or e}") from None
+    check_dir(state_dir)
+    try:
         fd = _open_private(os.path.join(state_dir, "lock"), os.O_RDWR | os.O_CREAT)
         own_fd(fd, state_dir)
     except OSError as e:
@@ -138,17 +181,21 @@ class State:
 
     def __init__(self, state_dir: str, kind: str, name: str) -> None:
         self.dir = os.path.join(state_dir, f"{kind}-{safe_name(name)}")
+        top = check_dir(state_dir)
         try:
-            os.makedirs(self.dir, mode=0o700, exist_ok=True)
+            os.mkdir(self.dir, 0o700)
             own(self.dir, state_dir)
+        except FileExistsError:
+            pass
         except OSError as e:
             raise StateError(f"{self.dir}: {e.strerror or e}") from None
+        check_subdir(self.dir, top)
         self.path = os.path.join(self.dir, "state.json")
         self.data: dict[str, Any] = {}
         self.dirty = False  # data changed since state.json was last written
         self.unsynced = False  # written (state.json or the delivered list) since the last fsync
         try:
-            with open(self.path, encoding="utf-8") as f:
+            with open(self.path, encoding="utf-8", opener=nofollow) as f:
                 self.data = json.load(f)
         except FileNotFoundError:
             self.data = {}
@@ -159,7 +206,7 @@ class State:
         self.delivered: dict[str, None] = {}
         self._delivered_path = os.path.join(self.dir, "delivered")
         try:
-            with open(self._delivered_path, encoding="utf-8", errors="surrogateescape") as f:
+            with open(self._delivered_path, encoding="utf-8", errors="surrogateescape", opener=nofollow) as f:
                 for line in f:
                     if line.endswith("\n"):
                         self.delivered[line[:-1]] = None
