@@ -142,7 +142,7 @@ def test_the_service_follows_new_mail_and_reloads_on_sighup(
     proc = spawn_forward(cfg, err=tmp_path / "err")
     try:
         wait_until(lambda: (tmp_path / "state" / "dest-ops" / "state.json").exists(), 30, "the first pass")
-        store(sendmail, "alert one", "page me")
+        store(sendmail, "page me", "alert one")  # once alert one is forwarded, page me was passed over
         wait_until(lambda: len(smarthost.received) == 1, 30, "alert one forwarded")
         cfg.write_text(cfg.read_text().replace('"alert*"', '["alert*", "page*"]'))
         os.kill(proc.pid, signal.SIGHUP)
