@@ -149,9 +149,11 @@ class Webhook:
         self.server.server_close()
 
 
-def forward(config: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
-    """journal-mail forward --config CONFIG ARGS, to completion."""
-    return subprocess.run([*READER, *args[:0], "forward", "--config", str(config), *args], capture_output=True,
+def forward(config: Path, *args: str, timeout: float = 120, cap: int | None = None
+            ) -> subprocess.CompletedProcess[bytes]:
+    """journal-mail forward --config CONFIG ARGS, to completion; ``cap``: under that RLIMIT_DATA (bytes)."""
+    limit = ["prlimit", f"--data={cap}", "--"] if cap is not None else []
+    return subprocess.run([*limit, *READER, "forward", "--config", str(config), *args], capture_output=True,
                           env=ENV, timeout=timeout)
 
 

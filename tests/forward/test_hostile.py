@@ -1,8 +1,9 @@
 """Hostile peers and hostile mail cost the forwarder a bounded amount and forge nothing.
 
 A relay or webhook that floods, drips or answers ``100 Continue`` for ever
-(hand-written raw-socket servers on loopback) costs one deadline, never the
-other destination's mail; a digest bomb of 7,000 forged mails goes out in
+(hand-written raw-socket servers on loopback) costs one deadline and no more
+than 200 MiB (the forwarder runs under prlimit), never the other
+destination's mail; a digest bomb of 7,000 forged mails goes out in
 parts under the relay's size limit with the genuine alert in one of them;
 no lone CR reaches the relay's DATA (aiosmtpd's raw bytes); a forger cannot
 add a MIME part; Slack and ntfy get payloads that ping nobody and that no
@@ -34,6 +35,7 @@ from journal_sendmail.record import MSG_MAIL
 Sendmail = Callable[..., subprocess.CompletedProcess[bytes]]
 Config = Callable[[str], Path]
 TIMEOUT = 3.0  # seconds: the hostile destination's timeout
+CAP = 200 * 1024 * 1024  # bytes of heap the forwarder may use against a hostile peer (prlimit --data)
 ALL = '[source]\nstart = "all"\n[[rule]]\nname = "all"\nmatch = { subject = "alert*" }\nroute = ["bad", "good"]\n'
 
 
@@ -66,7 +68,7 @@ def test_a_hostile_relay_costs_one_deadline_and_holds_back_no_other_destination(
     store(sendmail, "alert 1", "alert 2")
     cfg = config(smtp_dest("bad", hostile.port) + hook_dest("good", webhook.url) + ALL)
     t0 = time.monotonic()
-    r = forward(cfg, "--once", timeout=60)
+    r = forward(cfg, "--once", timeout=60, cap=CAP)
     took = time.monotonic() - t0
     assert r.returncode == 75, r.stderr  # waits for a retry: never exit 70
     assert took < 3 * TIMEOUT, f"{took:.1f} s"
@@ -85,7 +87,7 @@ def test_a_hostile_webhook_costs_one_deadline_and_holds_back_no_other_destinatio
     store(sendmail, "alert 1")
     cfg = config(hook_dest("bad", f"http://127.0.0.1:{hostile.port}/hook") + smtp_dest("good", smarthost.port) + ALL)
     t0 = time.monotonic()
-    r = forward(cfg, "--once", timeout=60)
+    r = forward(cfg, "--once", timeout=60, cap=CAP)
     took = time.monotonic() - t0
     assert r.returncode == 75, r.stderr
     assert took < 3 * TIMEOUT, f"{took:.1f} s"
