@@ -398,8 +398,8 @@ def _bounded(key: str, value: str) -> str:
     query string could run for minutes with the GIL held: ``(a*)*c``).  ``grep`` is then
     a literal search (smart case, as ``-g``), ``subject`` a substring, as without slashes.
 
-    >>> _bounded("grep", "a.b*"), _bounded("grep", "Disk"), _bounded("host", "/x/")
-    ('/(?i)a\\.b\\*/', '/Disk/', '/x/')
+    >>> print(_bounded("grep", "a.b*"), _bounded("grep", "Disk"), _bounded("host", "/x/"))
+    /(?i)a\\.b\\*/ /Disk/ /x/
     """
     if key not in ("grep", "subject"):
         return value

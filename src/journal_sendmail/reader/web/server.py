@@ -84,11 +84,18 @@ def host_header_name(value: str) -> str:
 
     >>> [host_header_name(h) for h in ("[::1]", "[::1]:8025", "LocalHost:80", "127.0.0.1", "")]
     ['::1', '::1', 'localhost', '127.0.0.1', '']
+    >>> [host_header_name(h) for h in ("[::1].evil.example", "127.0.0.1:x", "[::1]:80x")]
+    ['[::1].evil.example', '127.0.0.1:x', '[::1]:80x']
     """
     value = value.strip().lower()
-    if value.startswith("["):
-        return value[1:value.find("]")] if "]" in value else value
-    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+    if value.startswith("[") and "]" in value:
+        name, rest = value[1:].split("]", 1)
+    elif value.count(":") == 1:
+        name, rest = value.split(":", 1)
+        rest = ":" + rest
+    else:
+        return value
+    return name if rest == "" or (rest[:1] == ":" and rest[1:].isdigit()) else value
 
 
 class Server(ThreadingHTTPServer):
@@ -96,6 +103,7 @@ class Server(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 1024  # the backlog: a burst waits there (socketserver's 5 drops SYNs: seconds of retry)
 
     def __init__(self, address: tuple[str, int] | str, inbox: Inbox, passwords: Passwords | None, io: Io,
                  tls: ssl.SSLContext | None = None) -> None:
@@ -425,12 +433,14 @@ def more_files() -> None:
 
 
 def serve(args: argparse.Namespace, io: Io, parser: Callable[[], argparse.ArgumentParser]) -> int:
-    address = parse_listen(args.listen or DEFAULT_LISTEN)
+    listen = args.listen if isinstance(args.listen, list) else [args.listen] if args.listen else []
+    addresses = [parse_listen(text) for text in dict.fromkeys(listen or [DEFAULT_LISTEN])]
     if bool(args.tls_cert) != bool(args.tls_key):
         raise UsageError("give both --tls-cert and --tls-key, or neither")
-    if isinstance(address, tuple) and not loopback(address[0]) and not args.auth:
-        raise UsageError(f"refusing to serve mail on {address[0]}, beyond the loopback, without --auth "
-                         "(a password file; see journal-mail(1), SERVE)")
+    for address in addresses:
+        if isinstance(address, tuple) and not loopback(address[0]) and not args.auth:
+            raise UsageError(f"refusing to serve mail on {address[0]}, beyond the loopback, without --auth "
+                             "(a password file; see journal-mail(1), SERVE)")
     passwords = Passwords.load(args.auth) if args.auth else None
     context = None
     if args.tls_cert:
@@ -444,35 +454,51 @@ def serve(args: argparse.Namespace, io: Io, parser: Callable[[], argparse.Argume
     open_journal(args, io).close()  # no journal, or none readable: say so now, not on each page
     more_files()
     stopping = threading.Event()
+    inbox = Inbox(args, io, parser, stopping)
+    servers: list[Server] = []
     try:
-        server = Server(address, Inbox(args, io, parser, stopping), passwords, io, context)
-    except OSError as e:
-        where = address if isinstance(address, str) else f"{address[0]}:{address[1]}"
-        raise ConfigError(f"--listen {where}: {e.strerror or e}") from None
+        for address in addresses:
+            try:
+                servers.append(Server(address, inbox, passwords, io, context))
+            except OSError as e:
+                where = f"unix:{address}" if isinstance(address, str) else f"{address[0]}:{address[1]}"
+                raise ConfigError(f"--listen {where}: {e.strerror or e}") from None
+    except BaseException:
+        for s in servers:
+            s.server_close()
+        raise
 
     def on_stop(signum: int, frame: object) -> None:
         stopping.set()
-        threading.Thread(target=server.shutdown, daemon=True).start()
+        for s in servers:
+            threading.Thread(target=s.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, on_stop)
     signal.signal(signal.SIGINT, on_stop)
     scheme = "https" if context else "http"
-    if isinstance(address, str):
-        where = f"{scheme} on unix:{address}"
-    else:
-        shown = f"[{address[0]}]" if ":" in address[0] else address[0]
-        where = f"{scheme}://{shown}:{server.server_address[1]}/"
-    if passwords is not None:
-        who = f"to the users of the password file {args.auth}"
-    elif server.readers.privileged:
-        who = "to root and the members of adm and systemd-journal (the peer's uid, from the kernel)"
-    else:
-        who = f"to uid {os.geteuid()} (and root) only"
-    io.say(f"serving the mail on {where} {who}")
+    for server, address in zip(servers, addresses, strict=True):
+        if isinstance(address, str):
+            where = f"{scheme} on unix:{address}"
+        else:
+            shown = f"[{address[0]}]" if ":" in address[0] else address[0]
+            where = f"{scheme}://{shown}:{server.server_address[1]}/"
+        if passwords is not None:
+            who = f"to the users of the password file {args.auth}"
+        elif server.readers.privileged:
+            who = "to root and the members of adm and systemd-journal (the peer's uid, from the kernel)"
+        else:
+            who = f"to uid {os.geteuid()} (and root) only"
+        io.say(f"serving the mail on {where} {who}")
+    others = [threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.5}, daemon=True)
+              for s in servers[1:]]
+    for t in others:
+        t.start()
     try:
-        server.serve_forever(poll_interval=0.5)
+        servers[0].serve_forever(poll_interval=0.5)
+        for t in others:
+            t.join()
     finally:
-        server.server_close()
+        for s in servers:
+            s.server_close()
     io.say("stopped")
     return EX_OK
-
