@@ -212,7 +212,7 @@ def test_event_streams(server: tuple[int, subprocess.Popen[bytes]]) -> None:
 def test_no_regex_from_the_web(inbox: Serve, server: tuple[int, subprocess.Popen[bytes]]) -> None:
     """The query that froze the server for 13 s over one mail of 27 a's: now a literal
     search; a /regex/ refused; lists capped."""
-    port, _ = server
+    port, proc = server
     assert inbox.send is not None
     inbox.send(b"From: root\nTo: root\nSubject: " + b"a" * 27 + b"\n\n" + b"a" * 27 + b"\n")
     wait_until(lambda: b"a" * 27 in inbox.get("/api/mails")[2], what="the mail of a's")
@@ -224,6 +224,7 @@ def test_no_regex_from_the_web(inbox: Serve, server: tuple[int, subprocess.Popen
     assert request(port, "/?grep=" + "a" * 27)[0] == 200
     assert b"a" * 27 in inbox.get("/api/mails?grep=" + "a" * 27)[2]  # the literal text is found
     answered_in_time(port)
+    assert peak_rss(proc.pid) < 300 * MIB
 
 
 def test_file_descriptors_used_up(inbox: Serve) -> None:
