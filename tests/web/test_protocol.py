@@ -120,3 +120,57 @@ def test_head_deadline_is_for_the_whole_head(inbox: Serve) -> None:
                 break
             time.sleep(0.5)  # pacing of the slow client
         assert cut is not None and HEAD_DEADLINE - 1 < cut < HEAD_DEADLINE + 3, cut
+
+
+@pytest.mark.parametrize(("headers", "status"), [
+    (b"Sec-Fetch-Site: cross-site\r\nSec-Fetch-Mode: no-cors\r\nSec-Fetch-Dest: image\r\n", b"403"),
+    (b"Sec-Fetch-Site: same-site\r\nSec-Fetch-Mode: cors\r\nSec-Fetch-Dest: empty\r\n", b"403"),
+    (b"Sec-Fetch-Site: cross-site\r\nSec-Fetch-Mode: navigate\r\nSec-Fetch-Dest: iframe\r\n", b"403"),
+    (b"Sec-Fetch-Site: cross-site\r\nSec-Fetch-Mode: navigate\r\nSec-Fetch-Dest: document\r\n", b"200"),
+    (b"Sec-Fetch-Site: same-origin\r\nSec-Fetch-Mode: cors\r\nSec-Fetch-Dest: empty\r\n", b"200"),
+    (b"Sec-Fetch-Site: none\r\nSec-Fetch-Mode: navigate\r\nSec-Fetch-Dest: document\r\n", b"200"),
+], ids=["image-from-another-site", "fetch-from-another-port", "frame-from-another-site", "link-followed",
+        "own-page", "typed-in"])
+def test_other_sites_pages_make_no_work(inbox: Serve, headers: bytes, status: bytes) -> None:
+    """A page of another site (or another port of this host, a local attacker's) may not
+    have a reader's browser load searches from the inbox; following a link is fine."""
+    got = exchange(port_of(inbox.url), b"GET /?q=nothing-matches HTTP/1.1\r\nHost: localhost\r\n" + headers
+                   + b"Connection: close\r\n\r\n")
+    assert got.split(b" ", 2)[1] == status, got[:200]
+
+
+def test_tls_handshake_has_one_deadline(tmp_path: Path) -> None:
+    """A TLS client that dribbles its hello a byte at a time is cut off within the deadline."""
+    import subprocess
+
+    from journal_sendmail.reader.web.auth import hash_password
+    from journal_sendmail.reader.web.server import HEAD_DEADLINE
+
+    cert, key, pw = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "pw"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True, timeout=60)
+    pw.write_text(f"admin:{hash_password('x')}\n")
+    url, proc = start_serve("--auth", str(pw), "--tls-cert", str(cert), "--tls-key", str(key))
+    try:
+        hello = bytes.fromhex("160301") + b"\x02\x00" + b"\x01" * 512  # a record header, then a slow body
+        with socket.create_connection(("127.0.0.1", port_of(url)), timeout=5) as s:
+            started, cut = time.monotonic(), None
+            for byte in hello:
+                try:
+                    s.send(bytes([byte]))
+                    s.setblocking(False)
+                    try:
+                        if s.recv(1) == b"":
+                            cut = time.monotonic() - started
+                            break
+                    except BlockingIOError:
+                        pass
+                    finally:
+                        s.setblocking(True)
+                except OSError:
+                    cut = time.monotonic() - started
+                    break
+                time.sleep(0.5)  # pacing of the slow client
+        assert cut is not None and cut < HEAD_DEADLINE + 3, cut
+    finally:
+        stop(proc)

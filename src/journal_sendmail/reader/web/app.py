@@ -37,6 +37,10 @@ PER_PAGE = 50
 MAX_PAGE = 200  # older mail than 10,000 back: narrow the list with since/until
 MAX_API = 1000  # /api/mails?n= at most (and without n)
 MAX_STREAMS = 16  # /api/events open at once (each holds a thread and a journal reader); beyond: 503
+# Lists, searches and stats may read the whole journal (a search that finds nothing does):
+# this many at once, another waits at most READ_WAIT seconds, then 503.  A page elsewhere
+# can make a reader's browser ask for them; the reader's other pages still come.
+MAX_READS, READ_WAIT = 4, 5.0
 STATS_BY = ("host", "caller", "unit", "user")
 
 # The list's filters as query parameters: each is the ``journal-mail list`` option of
@@ -87,6 +91,7 @@ class Inbox:
         self.io = io
         self.stopping = stopping or threading.Event()
         self.streams = threading.BoundedSemaphore(MAX_STREAMS)
+        self.reads = threading.BoundedSemaphore(MAX_READS)
         self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(os.path.join(HERE, "templates")),
                                       autoescape=True, undefined=jinja2.StrictUndefined)
         self.env.globals.update(human_size=render.human_size, local_time=render.local_time,
@@ -117,10 +122,17 @@ class Inbox:
         for pattern, page in self.routes:
             m = pattern.fullmatch(url.path)
             if m:
+                scan = page in (self.page_list, self.page_stats, self.api_mails)
+                if scan and not self.reads.acquire(timeout=READ_WAIT):
+                    return Response(503, b"too many searches at once; try again\n", "text/plain; charset=utf-8",
+                                    [("Retry-After", "5")])
                 try:
                     return page(params, *m.groups())
                 except JournalSendmailError as e:
                     return self.error(e)
+                finally:
+                    if scan:
+                        self.reads.release()
         return self.error(NotFound(f"no page {url.path}"))
 
     def error(self, e: JournalSendmailError) -> Response:

@@ -210,12 +210,18 @@ class Server(ThreadingHTTPServer):
         connects and says nothing holds up only itself."""
         if self.tls is not None:
             request.settimeout(HEAD_DEADLINE)
+            # One deadline for the whole handshake too (the timeout is per read): cut after it.
+            timer = threading.Timer(HEAD_DEADLINE, _cut, (request,))
+            timer.daemon = True
+            timer.start()
             try:
                 request = self.tls.wrap_socket(request, server_side=True)
             except (OSError, ssl.SSLError) as e:
                 self.io.say(f"{client_address[0] if client_address else 'unix'}: TLS: "
                             f"{getattr(e, 'reason', None) or e}")
                 return
+            finally:
+                timer.cancel()
         super().finish_request(request, client_address)
 
     def peer_uid(self, sock: socket.socket, client_address: Any) -> int | None:
@@ -223,6 +229,13 @@ class Server(ThreadingHTTPServer):
             return unix_peer_uid(sock)
         host, port = self.server_address[:2]
         return tcp_peer_uid((client_address[0], client_address[1]), (str(host), int(port)))
+
+
+def _cut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 def socket_mode(with_passwords: bool) -> tuple[int, int | None]:
@@ -358,12 +371,28 @@ class Handler(BaseHTTPRequestHandler):
             return
         if srv.passwords is None:
             user = f"uid={self.peer}"
+        if not self.fetch_allowed():
+            res = Response(403, b"a request another site's page made: only this inbox's own pages, "
+                           b"or a link followed\n", "text/plain; charset=utf-8")
+            self.finish_answer(res, head, started, user)
+            return
         try:
             res = srv.inbox.handle(self.command, self.path)
         except Exception as e:  # a bug, or the OS: one line in the log, a 500 to the browser, never a traceback
             srv.io.say(f"internal error: {type(e).__name__}: {e}")
             res = Response(500, b"internal error: see the server's log\n", "text/plain; charset=utf-8")
         self.finish_answer(res, head, started, user)
+
+    def fetch_allowed(self) -> bool:
+        """What a browser says made the request (Sec-Fetch-*): a page of another site, or of
+        another port of this host, may have a reader's browser follow a link here, but not
+        load images, scripts, frames or fetches from it (each could start a search of the
+        whole journal: the reader's uid, the attacker's choice of work)."""
+        site = self.headers.get("Sec-Fetch-Site")
+        if site in (None, "same-origin", "none"):
+            return True
+        return self.headers.get("Sec-Fetch-Mode") == "navigate" and \
+            self.headers.get("Sec-Fetch-Dest") in ("document", None)
 
     def host_allowed(self) -> bool:
         """Without passwords, only a Host header naming the loopback: a page elsewhere that
