@@ -42,7 +42,8 @@ SMUGGLED = b"GET /api/mails?uid=0 HTTP/1.1\r\nHost: localhost\r\n\r\n"
 @pytest.mark.parametrize("framing", [
     b"Content-Length: %d\r\n" % len(SMUGGLED),
     b"Transfer-Encoding: chunked\r\n",
-], ids=["content-length", "chunked"])
+    b"Content-Length: 0\r\nContent-Length: %d\r\n" % len(SMUGGLED),
+], ids=["content-length", "chunked", "two-lengths"])
 def test_body_refused_and_smuggled_request_not_answered(inbox: Serve, framing: bytes) -> None:
     body = SMUGGLED if b"Content-Length" in framing else b"%x\r\n%s\r\n0\r\n\r\n" % (len(SMUGGLED), SMUGGLED)
     got = exchange(port_of(inbox.url), b"GET / HTTP/1.1\r\nHost: localhost\r\n" + framing + b"\r\n" + body)

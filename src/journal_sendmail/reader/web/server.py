@@ -27,6 +27,7 @@ import signal
 import socket
 import ssl
 import stat
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -224,6 +225,11 @@ class Server(ThreadingHTTPServer):
                 timer.cancel()
         super().finish_request(request, client_address)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """One line in the log, never a traceback (a thread that could not start, …)."""
+        e = sys.exc_info()[1]
+        self.io.say(f"internal error: {type(e).__name__}: {e}")
+
     def peer_uid(self, sock: socket.socket, client_address: Any) -> int | None:
         if self.unix:
             return unix_peer_uid(sock)
@@ -288,7 +294,7 @@ class Handler(BaseHTTPRequestHandler):
         self.head = HeadReader(self.connection)
         self.rfile = _io.BufferedReader(self.head)
         self.peer = self.server.peer_uid(self.connection, self.client_address) \
-            if self.server.passwords is None else None
+            if self.server.passwords is None or self.server.unix else None
         self.who = f"unix:uid={self.peer}" if self.server.unix else str(self.client_address[0])
 
     def handle_one_request(self) -> None:
@@ -300,7 +306,8 @@ class Handler(BaseHTTPRequestHandler):
             return False
         self.head.deadline = None
         self.connection.settimeout(IO_TIMEOUT)
-        if self.headers.get("Transfer-Encoding") or self.headers.get("Content-Length", "0").strip() not in ("0", ""):
+        lengths = {v.strip() for v in self.headers.get_all("Content-Length") or ()}
+        if self.headers.get_all("Transfer-Encoding") or lengths - {"0"}:
             # Never read: whatever follows is not taken as the next request (a proxy that
             # reuses its upstream connection would otherwise hand one user's answer to another).
             self.send_error(413, "this inbox takes no request body")
@@ -330,6 +337,8 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+        line = (getattr(self, "requestline", "") or "")[:200]
+        self.server.io.say(f'{self.who} - "{line.encode("ascii", "backslashreplace").decode()}" {code}')
 
     def do_GET(self) -> None:
         self.answer(head=False)
