@@ -84,7 +84,7 @@ def test_own_errors_without_server_header(inbox: Serve, request_bytes: bytes, st
 
 def test_host_ipv6_loopback(inbox: Serve) -> None:
     port = free_port()
-    url, proc = start_serve(listen=f"[::1]:{port}")
+    _, proc = start_serve(listen=f"[::1]:{port}")
     try:
         for host in (b"[::1]", b"[::1]:%d" % port):
             got = exchange(port, b"GET /api/mails?n=1 HTTP/1.1\r\nHost: " + host + b"\r\nConnection: close\r\n\r\n",
