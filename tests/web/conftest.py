@@ -11,7 +11,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -154,7 +153,3 @@ def shot(driver: Any, name: str) -> Path:
     path = SHOTS / f"{name}.png"
     driver.save_screenshot(str(path))
     return path
-
-
-def settle(seconds: float = 0.3) -> None:
-    time.sleep(seconds)
