@@ -12,6 +12,7 @@ import binascii
 import hashlib
 import hmac
 import os
+import stat
 import sys
 import threading
 
@@ -59,12 +60,30 @@ class Passwords:
 
     @classmethod
     def load(cls, path: str) -> Passwords:
-        """ConfigError (exit 78) for a file that cannot be read or holds a line that is not a user."""
+        """ConfigError (exit 78) for a file that cannot be read, that someone else could change
+        (a link, not a regular file, owned by another user than root or this one, writable by
+        group or others: whoever can write it can add a user), or that holds a line that is
+        not a user."""
         try:
-            with open(path, encoding="utf-8") as f:
-                lines = f.read().splitlines()
-        except (OSError, UnicodeDecodeError) as e:
-            raise ConfigError(f"--auth {path}: {getattr(e, 'strerror', None) or e}") from None
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
+        except OSError as e:
+            if os.path.islink(path):
+                raise ConfigError(f"--auth {path}: a symbolic link (name the file itself)") from None
+            raise ConfigError(f"--auth {path}: {e.strerror or e}") from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise ConfigError(f"--auth {path}: not a regular file")
+        with os.fdopen(fd, "rb") as f:
+            if st.st_uid not in (0, os.geteuid()):
+                raise ConfigError(f"--auth {path}: owned by uid {st.st_uid}, not by root (chown root it)")
+            if st.st_mode & 0o022:
+                raise ConfigError(f"--auth {path}: mode {stat.S_IMODE(st.st_mode):04o}, writable by group or "
+                                  "others (chmod 600 it)")
+            try:
+                lines = f.read(1 << 20).decode("utf-8").splitlines()
+            except (OSError, UnicodeDecodeError) as e:
+                raise ConfigError(f"--auth {path}: {getattr(e, 'strerror', None) or e}") from None
         users: dict[str, tuple[int, int, int, bytes, bytes]] = {}
         for number, line in enumerate(lines, 1):
             if not line.strip() or line.lstrip().startswith("#"):
