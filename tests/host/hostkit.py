@@ -37,6 +37,7 @@ PACKAGES = (
     "systemd", "systemd-sysv", "dbus", "cron", "logrotate", "python3-systemd",
     "systemd-journal-remote", "procps", "eatmydata",
     "python3-jinja2",  # a Depends of the package (the web inbox): the containers reach no mirror
+    "python3-bleach",  # a Depends too (the web inbox's HTML sanitizer; pulls python3-html5lib)
 )
 MTA = "exim4"
 ROOT = CACHE / f"host-{SUITE}-{hashlib.sha256(' '.join((*PACKAGES, MTA)).encode()).hexdigest()[:10]}"

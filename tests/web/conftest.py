@@ -11,7 +11,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -58,17 +57,31 @@ class Serve:
             return e.code, dict(e.headers.items()), e.read()
 
 
-def start_serve(*args: str, user: int | None = None) -> tuple[str, subprocess.Popen[bytes]]:
-    port = free_port()
-    prefix = readerkit.as_user(user) if user is not None else []
-    proc = subprocess.Popen([*prefix, *readerkit.READER, "serve", "--listen", f"127.0.0.1:{port}", *args],
+def start_serve(*args: str, user: int | None = None, prefix: list[str] | None = None,
+                listen: str | None = None) -> tuple[str, subprocess.Popen[bytes]]:
+    """``journal-mail serve ARGS`` on a free loopback port (or ``listen``: ``unix:PATH``,
+    ``HOST:PORT``), as ``user`` or under ``prefix`` (setpriv …); its URL (``unix:PATH``
+    for a unix socket) once it listens."""
+    if listen is None:
+        listen = f"127.0.0.1:{free_port()}"
+    prefix = prefix if prefix is not None else readerkit.as_user(user) if user is not None else []
+    proc = subprocess.Popen([*prefix, *readerkit.READER, "serve", "--listen", listen, *args],
                             env=readerkit.ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
+    if listen.startswith("unix:"):
+        url = listen
+    else:
+        host, _, port = listen.rpartition(":")
+        url = f"http://{host}:{port}"
 
     def up() -> bool:
         assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
+            if listen.startswith("unix:"):
+                with socket.socket(socket.AF_UNIX) as s:
+                    s.settimeout(1)
+                    s.connect(listen[5:])
+                    return True
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=1):
                 return True
         except OSError:
             return False
@@ -140,7 +153,3 @@ def shot(driver: Any, name: str) -> Path:
     path = SHOTS / f"{name}.png"
     driver.save_screenshot(str(path))
     return path
-
-
-def settle(seconds: float = 0.3) -> None:
-    time.sleep(seconds)

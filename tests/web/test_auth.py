@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 from pathlib import Path
 
 import pytest
@@ -54,3 +55,29 @@ def test_bad_file_is_a_config_error(tmp_path: Path, text: str) -> None:
 def test_unreadable_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
         Passwords.load(str(tmp_path / "missing"))
+
+
+@pytest.mark.parametrize("how", ["group-writable", "world-writable", "symlink", "other-owner", "directory"])
+def test_a_file_others_could_change_is_refused(tmp_path: Path, how: str) -> None:
+    """Whoever can write the password file can add a user: such a file is refused (78)."""
+    real = tmp_path / "real"
+    real.write_text(f"admin:{hash_password('pw', **FAST)}\n")
+    real.chmod(0o600)
+    path = real
+    if how == "group-writable":
+        real.chmod(0o620)
+    elif how == "world-writable":
+        real.chmod(0o602)
+    elif how == "symlink":
+        path = tmp_path / "link"
+        path.symlink_to(real)
+    elif how == "other-owner":
+        os.chown(real, 4242, 4242)
+    else:
+        path = tmp_path
+    with pytest.raises(ConfigError):
+        Passwords.load(str(path))
+    if how != "directory":
+        real.chmod(0o644)
+        os.chown(real, 0, 0)
+        assert Passwords.load(str(real)).users  # readable by others is fine: salted hashes

@@ -6,15 +6,17 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import Serve, settle, shot
+from conftest import Serve, shot
 from support import wait_until
-from webkit import ALT, BACKUP, CRON, HOSTILE, HTML, MDADM
+from webkit import ALT, BACKUP, BEACON, CRON, HOSTILE, HTML, MDADM, Recorder, beacon_mail
 
 pytest.importorskip("selenium")
 from selenium.common.exceptions import NoAlertPresentException
@@ -110,13 +112,25 @@ def test_stats(inbox: Serve, browser: Any) -> None:
     shot(browser, "stats")
 
 
-def test_hostile_mail_is_text(inbox: Serve, browser: Any) -> None:
+def quiet_for(driver: Any, recorder: Recorder | None, seconds: float) -> None:
+    """For ``seconds``: no connection to the recorder, no mark of a mail's script (an
+    open alert fails execute_script); fails as soon as either comes."""
+    assert recorder is not None
+    before = recorder.connections
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert recorder.connections == before, "a connection to the mail's sender"
+        assert driver.execute_script("return window.__pwned === undefined")
+        time.sleep(0.05)
+
+
+def test_hostile_mail_is_text(inbox: Serve, browser: Any, preconnect_seconds: float) -> None:
     browser.get(inbox.url + "/")
     assert HOSTILE in subjects(browser)
     no_side_effects(browser)
     browser.find_element(By.PARTIAL_LINK_TEXT, "<script>window.__pwned").click()
     wait_until(lambda: "/mail/" in browser.current_url, what="the hostile mail")
-    settle()
+    quiet_for(browser, inbox.recorder, max(2.0, 10 * preconnect_seconds))
     no_side_effects(browser)
     assert browser.find_element(By.CSS_SELECTOR, "h1.subject").text == HOSTILE
     assert "<script>alert(7)</script>" in browser.find_element(By.ID, "body").text
@@ -126,7 +140,8 @@ def test_hostile_mail_is_text(inbox: Serve, browser: Any) -> None:
 
 
 @pytest.mark.parametrize("subject", [HTML, ALT], ids=["html-only", "alternative"])
-def test_html_mail_runs_and_fetches_nothing(inbox: Serve, browser: Any, subject: str) -> None:
+def test_html_mail_runs_and_fetches_nothing(inbox: Serve, browser: Any, subject: str,
+                                            preconnect_seconds: float) -> None:
     browser.get(f"{inbox.url}/mail/{inbox.ids[subject]}")
     if subject == ALT:
         assert "the plain text, see javascript:alert(9)" in browser.find_element(By.ID, "body").text
@@ -134,12 +149,12 @@ def test_html_mail_runs_and_fetches_nothing(inbox: Serve, browser: Any, subject:
     frame = browser.find_element(By.CSS_SELECTOR, "iframe.html")
     assert frame.get_attribute("sandbox") == ""
     browser.switch_to.frame(frame)
-    wait_until(lambda: browser.find_elements(By.ID, "hello"), what="the HTML in its frame")
-    assert browser.find_element(By.ID, "hello").text == "Hello from HTML"
-    browser.find_element(By.ID, "jslink").click()  # javascript: is inert in a sandbox without scripts
-    settle()
+    wait_until(lambda: [h.text for h in browser.find_elements(By.TAG_NAME, "h1")] == ["Hello from HTML"],
+               what="the HTML in its frame")
+    assert not browser.find_elements(By.TAG_NAME, "script") and not browser.find_elements(By.TAG_NAME, "iframe")
+    browser.find_element(By.LINK_TEXT, "click me").click()  # no href left: nothing to follow
+    quiet_for(browser, inbox.recorder, max(2.0, 10 * preconnect_seconds))
     browser.switch_to.default_content()
-    settle(0.5)
     no_side_effects(browser)
     assert inbox.recorder is not None and inbox.recorder.requests == []
     if subject == HTML:
@@ -158,3 +173,58 @@ def test_new_mail_arrives_without_reload(inbox: Serve, browser: Any) -> None:
     row = browser.find_element(By.CSS_SELECTOR, "#mails tbody tr.new")
     assert not row.find_elements(By.TAG_NAME, "i")
     no_side_effects(browser)
+
+
+@pytest.fixture(scope="module")
+def preconnect_seconds(browser: Any) -> Iterator[float]:
+    """The control: how long this browser takes to open the connection a plain page's
+    ``<link rel=preconnect>`` asks for (so that the window below is known to be long enough)."""
+    target = Recorder().start()
+    page = Recorder(page=f'<link rel="preconnect" href="{target.url}"><p>control</p>').start()
+    try:
+        started = time.monotonic()
+        browser.get(page.url + "/page")
+        wait_until(lambda: target.connections > 0, what="the control page's preconnect")
+        yield time.monotonic() - started
+    finally:
+        page.stop()
+        target.stop()
+
+
+def test_read_receipt_mail_opens_no_connection(inbox: Serve, browser: Any, preconnect_seconds: float) -> None:
+    """preconnect, dns-prefetch, prefetch, preload, refresh, base, iframe, frame, object,
+    embed, a link and a form in an HTML mail: shown, clicked, and not one connection made
+    to the sender's listener in ten times what the control's preconnect took (2 s at least)."""
+    assert inbox.recorder is not None and inbox.send is not None
+    inbox.send(beacon_mail(inbox.recorder.url))
+    wait_until(lambda: BEACON.encode() in inbox.get("/api/mails?subject=" + BEACON.replace(" ", "+"))[2],
+               what="the mail")
+    import json
+
+    mail_id = json.loads(inbox.get("/api/mails?subject=" + BEACON.replace(" ", "+"))[2])["mail_id"]
+    before = inbox.recorder.connections
+    browser.get(f"{inbox.url}/mail/{mail_id}")
+    frame = browser.find_element(By.CSS_SELECTOR, "iframe.html")
+    browser.switch_to.frame(frame)
+    wait_until(lambda: [h.text for h in browser.find_elements(By.TAG_NAME, "h1")] == ["Read me"],
+               what="the HTML in its frame")
+    for text in ("the report", "relative"):
+        links = browser.find_elements(By.LINK_TEXT, text)
+        assert links, text
+        links[0].click()
+    window = max(2.0, 10 * preconnect_seconds)
+    deadline = time.monotonic() + window
+    while time.monotonic() < deadline:  # fails as soon as one connection comes
+        assert inbox.recorder.connections == before, f"the mail opened a connection to its sender ({window:.1f} s)"
+        time.sleep(0.05)
+    for tag in ("link", "meta", "base", "iframe", "frame", "object", "embed", "form", "input"):
+        assert not browser.find_elements(By.TAG_NAME, tag), tag
+    browser.switch_to.default_content()
+    assert inbox.recorder.requests == []
+    no_side_effects(browser)
+    status, headers, body = inbox.get(f"/mail/{mail_id}/html")
+    assert status == 200 and headers["X-DNS-Prefetch-Control"] == "off"
+    assert "frame-src 'none'" in headers["Content-Security-Policy"]
+    for word in (b"<link", b"<meta", b"<base", b"<iframe", b"<frame", b"<object", b"<embed", b"<form", b"href",
+                 inbox.recorder.url.encode()):
+        assert word not in body, word

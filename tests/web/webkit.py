@@ -11,24 +11,34 @@ from typing import Any
 
 
 class Recorder:
-    """A local http.server that records every request it gets (none may come)."""
+    """A local http.server that records every connection made to it (a preconnect opens
+    one and asks nothing) and every request it gets (none may come); ``page`` is its
+    answer to ``/page`` (a control page for the browser)."""
 
-    def __init__(self) -> None:
+    def __init__(self, page: str = "") -> None:
         self.requests: list[str] = []
+        self.connections = 0
         recorder = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 recorder.requests.append(self.path)
+                body = page.encode() if self.path == "/page" else b""
                 self.send_response(200)
-                self.send_header("Content-Type", "image/png")
-                self.send_header("Content-Length", "0")
+                self.send_header("Content-Type", "text/html" if body else "image/png")
+                self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
+                self.wfile.write(body)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            def verify_request(self, request: Any, client_address: Any) -> bool:
+                recorder.connections += 1
+                return True
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -50,6 +60,7 @@ LATIN = "8-bit body bytes"
 HOSTILE = '<script>window.__pwned=1;alert(1)</script><img src=x onerror="window.__pwned=2">'
 HTML = "html mail with script, pixel and javascript links"
 ALT = "alternative plain and html"
+BEACON = "html mail that would tell the sender it was read"
 
 EVIL_NAME = '"<b onmouseover=alert(2)>Evil</b><script>alert(2)</script>" <evil@example.org>'
 
@@ -66,6 +77,24 @@ def html_body(recorder: str) -> str:
             f'<form action="{recorder}/form"><button id="sub">go</button></form>'
             f'<img src=x onerror="parent.__pwned=5">'
             f'</body></html>\n')
+
+
+def beacon_body(recorder: str) -> str:
+    """What opens a connection with no CSP to stop it: preconnect, dns-prefetch, prefetch,
+    a frame, a refresh, a base for the links, a link to click."""
+    return (f'<html><head><link rel="preconnect" href="{recorder}"><link rel="dns-prefetch" href="{recorder}">'
+            f'<link rel="prefetch" href="{recorder}/prefetch"><link rel="preload" as="image" href="{recorder}/p.png">'
+            f'<meta http-equiv="refresh" content="0; url={recorder}/refresh"><base href="{recorder}/base/"></head>'
+            f'<body><h1>Read me</h1><iframe src="{recorder}/iframe"></iframe><frameset><frame src="{recorder}/f">'
+            f'</frameset><object data="{recorder}/object"></object><embed src="{recorder}/embed">'
+            f'<a href="{recorder}/click">the report</a> <a href="relative">relative</a>'
+            f'<form action="{recorder}/form" method="get"><input name="q"><button id="go">go</button></form>'
+            f'</body></html>\n')
+
+
+def beacon_mail(recorder: str) -> bytes:
+    return (f"From: news@example.org\nTo: root\nSubject: {BEACON}\nMIME-Version: 1.0\n"
+            f"Content-Type: text/html; charset=utf-8\n\n{beacon_body(recorder)}").encode()
 
 
 def fill(send: Callable[..., None], recorder: str) -> dict[str, bytes]:

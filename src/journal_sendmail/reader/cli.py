@@ -117,8 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--digest-now", metavar="NAME", nargs="?", const="", help="send digest NAME (all: none given) now")
 
     c = sub.add_parser("serve", parents=[source], help="a read-only web inbox (http://127.0.0.1:8025/)")
-    c.add_argument("--listen", metavar="HOST:PORT", help="where to listen (default 127.0.0.1:8025; beyond the "
-                   "loopback only with --auth)")
+    c.add_argument("--listen", metavar="HOST:PORT", action="append",
+                   help="where to listen: HOST:PORT or unix:PATH, again for more (default 127.0.0.1:8025; "
+                   "beyond the loopback only with --auth)")
     c.add_argument("--auth", metavar="FILE", help="HTTP basic auth: NAME:scrypt$… lines (see journal-mail(1))")
     c.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate (PEM; with --tls-key)")
     c.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM)")

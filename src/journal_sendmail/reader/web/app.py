@@ -34,7 +34,13 @@ from . import svg
 
 HERE = os.path.dirname(__file__)
 PER_PAGE = 50
-MAX_PAGE = 2000
+MAX_PAGE = 200  # older mail than 10,000 back: narrow the list with since/until
+MAX_API = 1000  # /api/mails?n= at most (and without n)
+MAX_STREAMS = 16  # /api/events open at once (each holds a thread and a journal reader); beyond: 503
+# Lists, searches and stats may read the whole journal (a search that finds nothing does):
+# this many at once, another waits at most READ_WAIT seconds, then 503.  A page elsewhere
+# can make a reader's browser ask for them; the reader's other pages still come.
+MAX_READS, READ_WAIT = 4, 5.0
 STATS_BY = ("host", "caller", "unit", "user")
 
 # The list's filters as query parameters: each is the ``journal-mail list`` option of
@@ -52,7 +58,7 @@ PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 's
 # A mail's HTML: no script, nothing loaded (a tracking pixel is not fetched), only inline style;
 # ``sandbox`` also when the frame's address is opened by itself.
 MAIL_HTML_CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; " \
-                "frame-ancestors 'self'; sandbox"
+                "frame-src 'none'; child-src 'none'; frame-ancestors 'self'; sandbox"
 # The raw bytes: never a page, whatever a browser makes of them.
 RAW_CSP = "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'; sandbox"
 STATIC = {"style.css": "text/css; charset=utf-8", "live.js": "text/javascript; charset=utf-8"}
@@ -72,7 +78,7 @@ class Response:
                 ("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer"),
                 ("X-Frame-Options", "SAMEORIGIN" if "frame-ancestors 'self'" in self.csp else "DENY"),
                 ("Cross-Origin-Opener-Policy", "same-origin"), ("Cross-Origin-Resource-Policy", "same-origin"),
-                ("Cache-Control", "no-store"), *self.headers]
+                ("Cache-Control", "no-store"), ("X-DNS-Prefetch-Control", "off"), *self.headers]
 
 
 class Inbox:
@@ -84,6 +90,8 @@ class Inbox:
         self.parser = parser()  # journal-mail's own: a query parameter means what its option means
         self.io = io
         self.stopping = stopping or threading.Event()
+        self.streams = threading.BoundedSemaphore(MAX_STREAMS)
+        self.reads = threading.BoundedSemaphore(MAX_READS)
         self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(os.path.join(HERE, "templates")),
                                       autoescape=True, undefined=jinja2.StrictUndefined)
         self.env.globals.update(human_size=render.human_size, local_time=render.local_time,
@@ -114,10 +122,17 @@ class Inbox:
         for pattern, page in self.routes:
             m = pattern.fullmatch(url.path)
             if m:
+                scan = page in (self.page_list, self.page_stats, self.api_mails)
+                if scan and not self.reads.acquire(timeout=READ_WAIT):
+                    return Response(503, b"too many searches at once; try again\n", "text/plain; charset=utf-8",
+                                    [("Retry-After", "5")])
                 try:
                     return page(params, *m.groups())
                 except JournalSendmailError as e:
                     return self.error(e)
+                finally:
+                    if scan:
+                        self.reads.release()
         return self.error(NotFound(f"no page {url.path}"))
 
     def error(self, e: JournalSendmailError) -> Response:
@@ -143,7 +158,7 @@ class Inbox:
                     argv.append(FLAGS[key])
             elif key in OPTIONS:
                 if value:
-                    argv.append(f"{OPTIONS[key]}={value}")
+                    argv.append(f"{OPTIONS[key]}={_bounded(key, value)}")
             else:
                 raise UsageError(f"unknown parameter {key!r}: filters are {', '.join([*OPTIONS, *FLAGS, 'q'])}")
         args = self.parser.parse_args([*argv, *extra])
@@ -192,18 +207,20 @@ class Inbox:
         q = _param(params, "q")
         page = _page(params)
         args = self.args_for("list", params)
-        want = (page + 1) * PER_PAGE + 1
-        args.lines = None if q else want
-        found: list[MailEntry] = []
+        args.lines = None  # newest first, read as it comes: only this page's rows are kept
+        skip, more = page * PER_PAGE, False
+        rows: list[MailEntry] = []
         with closing(self.mails(args, q, reverse=True)) as mails:  # a page read: the journal closed at once
-            for e in mails:
-                found.append(e)
-                if len(found) >= want:
+            for n, e in enumerate(mails):
+                if n < skip:
+                    continue
+                if len(rows) == PER_PAGE:
+                    more = True
                     break
-        rows = found[page * PER_PAGE:(page + 1) * PER_PAGE]
+                rows.append(e)
         filters = [(k, v) for k, v in params if k not in ("page",) and v]
         return Response(200, self.html(
-            "list.html", title="Mail", rows=rows, page=page, more=len(found) > (page + 1) * PER_PAGE, q=q,
+            "list.html", title="Mail", rows=rows, page=page, more=more, q=q,
             filters=filters, query=lambda **kw: query_string(params, **kw), live=page == 0))
 
     def one(self, params: list[tuple[str, str]], mail_id: str) -> tuple[argparse.Namespace, MailEntry, bytes]:
@@ -253,7 +270,9 @@ class Inbox:
         part = _html_part(msg)
         if part is None:
             raise NotFound(f"mail {mail_id} has no HTML part")
-        return Response(200, render.part_text(part).encode("utf-8", "replace"), csp=MAIL_HTML_CSP)
+        from .sanitize import clean_html
+
+        return Response(200, clean_html(render.part_text(part)).encode("utf-8", "replace"), csp=MAIL_HTML_CSP)
 
     def page_stats(self, params: list[tuple[str, str]]) -> Response:
         args = self.args_for("stats", params)
@@ -301,19 +320,20 @@ class Inbox:
         """JSON lines, as ``journal-mail list --json`` with the same filters (and ``n``, ``reverse``)."""
         args = self.args_for("list", params, allowed=API_ONLY)
         q = _param(params, "q")
-        if q:
-            want = commands.limit(args.lines)
-            args.lines = commands.ALL
-            found: list[MailEntry] = []
-            with closing(self.mails(args, q, reverse=True)) as mails:
-                for e in mails:
-                    if want is not None and len(found) >= want:
-                        break
-                    found.append(e)
-            entries: Iterable[MailEntry] = found if args.reverse else reversed(found)
-        else:
-            entries = self.mails(args, "", args.reverse)
-        lines = [render.json_line(render.json_record(e)).encode("utf-8", "surrogateescape") for e in entries]
+        want = commands.limit(args.lines)
+        if want is None:
+            want = MAX_API
+        elif not 0 <= want <= MAX_API:
+            raise UsageError(f"n must be a number from 0 to {MAX_API}")
+        args.lines = None  # newest first as it comes; only the JSON of the newest ``want`` kept
+        lines: list[bytes] = []
+        with closing(self.mails(args, q, reverse=True)) as mails:
+            for e in mails:
+                if len(lines) >= want:
+                    break
+                lines.append(render.json_line(render.json_record(e)).encode("utf-8", "surrogateescape"))
+        if not args.reverse:
+            lines.reverse()
         return Response(200, b"".join(lines), "application/x-ndjson; charset=utf-8")
 
     def api_mail(self, params: list[tuple[str, str]], mail_id: str) -> Response:
@@ -327,6 +347,9 @@ class Inbox:
         q = _param(params, "q")
         args = self.args_for("list", [(k, v) for k, v in params if k != "page"])
         make_filters(args)  # a bad filter is a 400 now, not a broken stream later
+        if not self.streams.acquire(blocking=False):
+            return Response(503, b"too many live pages open now\n", "text/plain; charset=utf-8",
+                            [("Retry-After", "10")])
 
         def stream() -> Iterator[bytes]:
             reader, filters = commands.start(args, self.io)
@@ -349,13 +372,55 @@ class Inbox:
             finally:
                 reader.close()
 
-        return Response(200, stream(), "text/event-stream; charset=utf-8")
+        return Response(200, Held(stream(), self.streams), "text/event-stream; charset=utf-8")
 
     def static(self, params: list[tuple[str, str]], name: str) -> Response:
         if name not in STATIC:
             raise NotFound(f"no file {name}")
         with open(os.path.join(HERE, "static", name), "rb") as f:
             return Response(200, f.read(), STATIC[name])
+
+
+class Held:
+    """A stream that gives its slot back when it ends, or is closed before it began."""
+
+    def __init__(self, body: Iterator[bytes], slot: threading.BoundedSemaphore) -> None:
+        self.body, self.slot = body, slot
+        self.held = True
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        return next(self.body)
+
+    def close(self) -> None:
+        close = getattr(self.body, "close", None)
+        try:
+            if close is not None:
+                close()
+        finally:
+            if self.held:
+                self.held = False
+                self.slot.release()
+
+
+def _bounded(key: str, value: str) -> str:
+    """A filter's value as the web takes it: text, never a regular expression (one from a
+    query string could run for minutes with the GIL held: ``(a*)*c``).  ``grep`` is then
+    a literal search (smart case, as ``-g``), ``subject`` a substring, as without slashes.
+
+    >>> print(_bounded("grep", "a.b*"), _bounded("grep", "Disk"), _bounded("host", "/x/"))
+    /(?i)a\\.b\\*/ /Disk/ /x/
+    """
+    if key not in ("grep", "subject"):
+        return value
+    if len(value) >= 2 and value.startswith("/") and value.endswith("/"):
+        raise UsageError(f"{key}: the web inbox searches for text, not /regular expressions/ "
+                         f"(journal-mail list --{key} takes one)")
+    if key == "subject":
+        return value
+    return "/" + ("" if any(c.isupper() for c in value) else "(?i)") + re.escape(value) + "/"
 
 
 def searched(entries: Iterable[MailEntry], q: str, body: Callable[[MailEntry], str]) -> Iterator[MailEntry]:

@@ -12,12 +12,22 @@ import binascii
 import hashlib
 import hmac
 import os
+import stat
 import sys
+import threading
 
 from ...errors import ConfigError
 
 N, R, P = 2**14, 8, 1  # scrypt's recommended interactive cost: ~16 MiB, ~50 ms
 _MAXMEM = 64 * 1024 * 1024
+# Before anyone is known, a password check is the dearest thing a client can ask for
+# (~16 MiB and ~50 ms of scrypt): this many run at once, this many more wait (each at
+# most WAIT seconds); any other is told "busy" (503) at once.
+CHECKS, WAITING, WAIT = 2, 8, 2.0
+
+
+class Busy(Exception):
+    """Too many password checks at once: try again later (503)."""
 
 
 def hash_password(password: str, salt: bytes | None = None, n: int = N, r: int = R, p: int = P) -> str:
@@ -41,15 +51,39 @@ class Passwords:
         # a header once proven is remembered (by a keyed digest, never the password) for this run.
         self._key = os.urandom(32)
         self._proven: dict[bytes, str] = {}
+        self._running = threading.BoundedSemaphore(CHECKS)
+        self._queue = threading.BoundedSemaphore(CHECKS + WAITING)
+        # An unknown name costs what a known one costs (the first user's parameters, a salt
+        # and hash no password matches): the time of a failure tells no name.
+        n, r, p, _, digest = next(iter(users.values()))
+        self._dummy = (n, r, p, os.urandom(16), os.urandom(len(digest)))
 
     @classmethod
     def load(cls, path: str) -> Passwords:
-        """ConfigError (exit 78) for a file that cannot be read or holds a line that is not a user."""
+        """ConfigError (exit 78) for a file that cannot be read, that someone else could change
+        (a link, not a regular file, owned by another user than root or this one, writable by
+        group or others: whoever can write it can add a user), or that holds a line that is
+        not a user."""
         try:
-            with open(path, encoding="utf-8") as f:
-                lines = f.read().splitlines()
-        except (OSError, UnicodeDecodeError) as e:
-            raise ConfigError(f"--auth {path}: {getattr(e, 'strerror', None) or e}") from None
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
+        except OSError as e:
+            if os.path.islink(path):
+                raise ConfigError(f"--auth {path}: a symbolic link (name the file itself)") from None
+            raise ConfigError(f"--auth {path}: {e.strerror or e}") from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise ConfigError(f"--auth {path}: not a regular file")
+        with os.fdopen(fd, "rb") as f:
+            if st.st_uid not in (0, os.geteuid()):
+                raise ConfigError(f"--auth {path}: owned by uid {st.st_uid}, not by root (chown root it)")
+            if st.st_mode & 0o022:
+                raise ConfigError(f"--auth {path}: mode {stat.S_IMODE(st.st_mode):04o}, writable by group or "
+                                  "others (chmod 600 it)")
+            try:
+                lines = f.read(1 << 20).decode("utf-8").splitlines()
+            except (OSError, UnicodeDecodeError) as e:
+                raise ConfigError(f"--auth {path}: {getattr(e, 'strerror', None) or e}") from None
         users: dict[str, tuple[int, int, int, bytes, bytes]] = {}
         for number, line in enumerate(lines, 1):
             if not line.strip() or line.lstrip().startswith("#"):
@@ -73,15 +107,26 @@ class Passwords:
         return cls(users)
 
     def check(self, name: str, password: str) -> bool:
+        """Busy when CHECKS run and WAITING wait already (or the wait is over)."""
         entry = self.users.get(name)
-        if entry is None:
-            return False
-        n, r, p, salt, digest = entry
-        got = hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, maxmem=_MAXMEM, dklen=len(digest))
-        return hmac.compare_digest(got, digest)
+        known = entry is not None
+        n, r, p, salt, digest = entry if entry is not None else self._dummy
+        if not self._queue.acquire(blocking=False):
+            raise Busy
+        try:
+            if not self._running.acquire(timeout=WAIT):
+                raise Busy
+            try:
+                got = hashlib.scrypt(password.encode("utf-8", "surrogateescape"), salt=salt, n=n, r=r, p=p,
+                                     maxmem=_MAXMEM, dklen=len(digest))
+            finally:
+                self._running.release()
+        finally:
+            self._queue.release()
+        return hmac.compare_digest(got, digest) and known
 
     def check_header(self, header: str | None) -> str | None:
-        """The user an ``Authorization: Basic …`` header proves, or None."""
+        """The user an ``Authorization: Basic …`` header proves, or None; Busy (see check)."""
         if not header or not header.startswith("Basic "):
             return None
         seen = hmac.new(self._key, header.encode("utf-8", "surrogateescape"), hashlib.sha256).digest()
