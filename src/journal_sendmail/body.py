@@ -36,11 +36,10 @@ def readable_text(raw: bytes, content: dict[str, str]) -> tuple[str | None, list
             return None, []
         except UnicodeDecodeError:
             return body.decode("utf-8", "replace"), []
-    from email import policy
-    from email.parser import BytesParser
+    from .mailparse import parse
 
     try:
-        msg = BytesParser(policy=policy.default).parsebytes(raw)
+        msg, _ = parse(raw)
         for part in msg.walk():
             if part.get_content_maintype() == "text":
                 text = part.get_content()

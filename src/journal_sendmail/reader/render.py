@@ -242,18 +242,16 @@ def envelope_lines(e: MailEntry) -> list[tuple[str, str]]:
 
 def show_text(e: MailEntry, raw: bytes, all_headers: bool = False, color: bool = False) -> str:
     """A mail as a reader shows it: envelope, headers, decoded body, attachments."""
-    from email import policy
-    from email.message import EmailMessage
-    from email.parser import BytesParser
+    from ..mailparse import parse
 
-    msg = BytesParser(policy=policy.default).parsebytes(raw)
-    assert isinstance(msg, EmailMessage)
+    msg, _ = parse(raw)
     name = (lambda s: f"{BOLD}{s}{RESET}") if color else (lambda s: s)
     dim = (lambda s: f"{DIM}{s}{RESET}") if color else (lambda s: s)
     out = [dim(f"{k}: {printable(v, one_line=True)}") for k, v in envelope_lines(e)]
     out.append("")
-    for key, value in msg.items():
+    for key, value in msg.raw_items():  # parsed only when shown
         if all_headers or key.title() in SUMMARY_HEADERS:
+            value = msg.policy.header_fetch_parse(key, value)  # type: ignore[no-untyped-call]
             out.append(f"{name(key)}: {printable(header_text(value), one_line=True)}")
     out.append("")
     body, attachments = readable(msg)
@@ -307,10 +305,9 @@ def part_text(part: Any) -> str:
 
 def headers_text(raw: bytes) -> str:
     """Every header of the message, unfolded and decoded, one per line."""
-    from email import policy
-    from email.parser import BytesParser
+    from ..mailparse import parse
 
-    msg = BytesParser(policy=policy.default).parsebytes(raw, headersonly=True)
+    msg, _ = parse(raw, headersonly=True)
     return "".join(f"{k}: {printable(header_text(v), one_line=True)}\n" for k, v in msg.items())
 
 
