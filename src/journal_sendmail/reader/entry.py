@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..record import MAX_PARTS, MAX_SIZE_CEILING, MSG_REFUSED, PART_SIZE_MIN
+from ..record import MAX_PARTS, MAX_SIZE_CEILING, MSG_REFUSED, PART_SIZE_MAX, PART_SIZE_MIN
 from ..users import name_of
 
 PID_MAX = 1 << 22  # the kernel's ceiling for pid_max
@@ -156,6 +156,12 @@ def to_entry(d: dict[str, Any], realtime: int, cursor: str) -> MailEntry:
     if sha256 is None or not hex_id(sha256, 64):
         damaged.append("MAIL_SHA256 is not a SHA-256 digest")
     raw = single("MAIL_RAW") or b""
+    if len(raw) > PART_SIZE_MAX or (size is not None and len(raw) > size):
+        # longer than any part or than the mail: forged; not kept (query.py reads at most
+        # one byte more than a part, so it cost no more than a part)
+        damaged.append(f"MAIL_RAW of {len(raw)}{'+' if len(raw) > PART_SIZE_MAX else ''} bytes is longer than "
+                       f"{'any part' if len(raw) > PART_SIZE_MAX else 'MAIL_SIZE'}")
+        raw = b""
     parts_field = single("MAIL_PARTS")
     parts = 1 if parts_field is None else count(parts_field, MAX_PARTS)
     if parts is None or parts < 1:
