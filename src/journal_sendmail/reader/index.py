@@ -51,14 +51,14 @@ from .entry import SIZE_MAX, MailEntry, count, to_entry
 from .filters import Filters
 
 INDEX_DIR = "/var/lib/journal-mail/index"
-SCHEMA_VERSION = 4  # 4: fewer indexes, only those a query uses
+SCHEMA_VERSION = 5  # 4: fewer indexes, only those a query uses; 5: uid is the spool owner, writer_uid, unit trusted
 BODY_MAX = 16 * 1024  # characters of body kept for search
 BATCH = 20000  # rows per transaction (bigger ones make fewer, larger full-text segments to merge)
 HEADER = 200  # bytes of a journal file's header read for its id and entry count
 _STORED = ("mail_id", "realtime", "cursor", "kind", "envelope_from", "recipients", "headers", "size", "sha256",
            "parts", "uid", "hostname", "boot_id", "caller_comm", "caller_pid", "caller_exe", "caller_unit",
            "systemd_unit", "argv", "invoked_as", "spooled", "spool_uid", "submitted_at", "truncated", "refused",
-           "defects", "damaged")
+           "defects", "damaged", "writer_uid")
 
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

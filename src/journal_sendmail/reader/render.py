@@ -171,7 +171,7 @@ def _cells(e: MailEntry) -> list[str]:
         e.mail_id[:8],
         e.hostname,
         user,
-        e.caller_comm,
+        f"({e.caller_comm})" if e.spooled and e.caller_comm else e.caller_comm,  # the spool file's claim
         e.unit,
         e.envelope_from,
         ",".join(e.recipients),
@@ -214,6 +214,9 @@ def envelope_lines(e: MailEntry) -> list[tuple[str, str]]:
     """What the journal knows about a mail besides the message itself."""
     caller = e.caller_comm + (f" [{e.caller_pid}]" if e.caller_pid is not None else "")
     caller += f" {e.caller_exe}" if e.caller_exe else ""
+    claim = " (as the spool file says)" if e.spooled else " (as the sender says)"
+    if caller.strip() and e.spooled:
+        caller += claim
     user = str(e.uid) if e.uid is not None else "?"
     user += f" ({e.username})" if e.username else ""
     out = [
@@ -223,6 +226,7 @@ def envelope_lines(e: MailEntry) -> list[tuple[str, str]]:
         ("User", user),
         ("Caller", caller.strip()),
         ("Unit", e.unit),
+        ("Caller-Unit", e.caller_unit + claim if e.caller_unit and e.caller_unit != e.unit else ""),
         ("Envelope-From", e.envelope_from),
         ("Recipients", ", ".join(e.recipients)),
         ("Size", f"{e.size} bytes" + (f" in {e.parts} parts" if e.parts > 1 else "")),
@@ -405,6 +409,7 @@ def json_record(e: MailEntry, raw: bytes | None = None) -> dict[str, Any]:
     if e.spooled:
         rec["spool_uid"] = e.spool_uid
         rec["submitted_at"] = e.submitted_at
+        rec["claimed"] = ["caller_comm", "caller_pid", "caller_exe", "caller_unit"]  # the spool file's word
     if raw is not None:
         try:
             rec["body"] = raw.decode("utf-8")
