@@ -15,27 +15,21 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from ..printable import json_escaped
+from ..printable import printable as _printable
 from .entry import MailEntry
 
 JSON_SCHEMA_VERSION = 1
 BOLD, DIM, RED, RESET = "\x1b[1m", "\x1b[2m", "\x1b[31m", "\x1b[0m"
 
-# C0/C1 controls other than tab and newline: a subject or body must not be
-# able to move the cursor or retitle the terminal of whoever reads it.
-_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-_LINE_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
 def printable(text: str, one_line: bool = False) -> str:
-    r"""``text`` with control characters shown as ``�`` (and newlines as spaces).
+    r"""``text`` with control characters (C0, C1, bidi) shown as ``�`` (and newlines as
+    spaces): the one filter of both programs, ``journal_sendmail.printable``.
 
     >>> printable("a\x1b[2Jb\tc"), printable("x\ny", one_line=True)
     ('a�[2Jb\tc', 'x y')
     """
-    if one_line:
-        text = text.replace("\r\n", " ").replace("\n", " ").replace("\t", " ")
-        return _LINE_CONTROLS.sub("\ufffd", text)
-    return _CONTROLS.sub("\ufffd", text)
+    return _printable(text, one_line)
 
 
 def human_size(n: int) -> str:
@@ -436,7 +430,7 @@ def json_note(s: Any) -> dict[str, Any]:
 
 def json_line(rec: dict[str, Any]) -> str:
     """One JSON object on one line (UTF-8, no ASCII escaping), with the newline."""
-    return json.dumps(rec, ensure_ascii=False, separators=(",", ":")) + "\n"
+    return json_escaped(json.dumps(rec, ensure_ascii=False, separators=(",", ":"))) + "\n"
 
 
 # -- stats --------------------------------------------------------------------
