@@ -180,8 +180,9 @@ def to_entry(d: dict[str, Any], realtime: int, cursor: str) -> MailEntry:
     writer = number("_UID", UID_MAX)
     # A spooled mail is re-injected by root's flusher, which read the spool file's owner
     # (MAIL_SPOOL_UID): that is its user.  The same claim from anyone else is no claim.
-    spooled = get("MAIL_SPOOLED") == b"yes" and writer == 0
-    spool_uid = number("MAIL_SPOOL_UID", UID_MAX) if spooled else None
+    claim = number("MAIL_SPOOL_UID", UID_MAX)
+    spooled = get("MAIL_SPOOLED") == b"yes" and writer is not None and (writer == 0 or claim == writer)
+    spool_uid = claim if spooled else None  # (a user flushing only its own mail: its own uid)
     uid = spool_uid if spool_uid is not None else writer
     truncated = number("MAIL_TRUNCATED", SIZE_MAX)
     argv = text("MAIL_ARGV")
