@@ -44,7 +44,11 @@ def trusted_uid(e: MailEntry) -> int | None:
 
     >>> trusted_uid(MailEntry(mail_id="", uid=1000, writer_uid=0, spooled=True, spool_uid=1000))
     1000
+    >>> trusted_uid(MailEntry(mail_id="", uid=0, spooled=True, spool_uid=1000))  # made by hand, not by to_entry
+    1000
     """
+    if e.writer_uid is None and e.spooled and e.uid == 0 and e.spool_uid is not None:
+        return e.spool_uid
     return e.uid
 
 
