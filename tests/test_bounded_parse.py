@@ -41,7 +41,8 @@ q_word = text.map(lambda t: "=?utf-8?q?" + "".join(c if c.isalnum() and c.isasci
 b_word = text.map(lambda t: "=?utf-8?b?" + __import__("base64").b64encode(t.encode()).decode() + "?=")
 latin_word = st.sampled_from(["=?iso-8859-1?q?J=F6rg?=", "=?us-ascii?q?plain?=", "=?ISO-8859-1?B?5A==?="])
 broken = st.sampled_from(["=?utf-8?q?", "=?bogus?q?a?=", "=?utf-8?x?a?=", "=?utf-8?b?w6?=", "a=?utf-8?q?b?=",
-                          "=?utf-8?q?a?=b", "=?", "?=", "=?=?", "=?utf-8?q?=C3?="])
+                          "=?utf-8?q?a?=b", "=?", "?=", "=?=?", "=?utf-8?q?=C3?=", "=41?=", "?=41", "=?utf-8?q?=4",
+                          "x?="])
 plain = st.sampled_from(["word", "x", "Cron", "<root@h>", "(", ")", '"', "é", "a,b", ";"])
 word = st.one_of(q_word, b_word, latin_word, broken, plain)
 glued = st.lists(st.one_of(q_word, b_word), min_size=2, max_size=4).map("".join)
@@ -50,7 +51,7 @@ unstructured = st.lists(st.tuples(st.one_of(word, glued), space), min_size=1, ma
     lambda ts: "".join(w + s for w, s in ts).rstrip(" \t"))
 
 
-@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(unstructured)
 def test_pieces_agree_with_the_email_package(value: str) -> None:
     whole = policy.default.header_fetch_parse("Subject", value)

@@ -11,7 +11,7 @@ PLAIN_CHARSETS = ("", "us-ascii", "utf-8", "utf8")
 
 def body_of(raw: bytes) -> bytes:
     """The bytes after the header block (after the first empty line)."""
-    from .headers import header_end
+    from .bounds import header_end
 
     end = header_end(raw)
     return b"" if end is None else raw[end:]

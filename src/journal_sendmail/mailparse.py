@@ -6,7 +6,7 @@ length (``get_unstructured`` copies the rest of the value at every token,
 the address parser likewise): a 1.4 MB Subject of encoded words took
 sendmail 52 s and ~24 GB.
 
-- ``headers.bound_block`` measures every header before any parser sees it:
+- ``bounds.bound_block`` measures every header before any parser sees it:
   past ``HEADER_MAX`` bytes a header is cut, past ``WORDS_MAX`` encoded
   words too, past ``BLOCK_MAX`` bytes of header block the rest is left out;
   each cut is a defect (the bytes stay whole in MAIL_RAW).
@@ -33,7 +33,7 @@ from email.parser import BytesParser
 from email.policy import EmailPolicy
 from typing import Any
 
-from .headers import bound_block, header_end
+from .bounds import bound_block, header_end
 
 PIECE = 2048  # characters the header parser is given at once
 PIECE_WORDS = 64  # encoded words in one piece
@@ -131,18 +131,29 @@ class BoundedPolicy(EmailPolicy):
 def _split(text: str) -> list[tuple[str, str]]:
     """(piece, the white space after it): pieces of whole tokens within the bounds, split
     at white space; a token of more than ``PIECE_WORDS`` encoded words without space between
-    them is split between its words."""
+    them is split between its words, and an encoded word that the parser would read across
+    white space (``=?utf-8?q?a b?=``) stays in one piece."""
     tokens: list[tuple[str, str]] = []
     at = 0
     lead = ""
     m0 = _WS.match(text)
     if m0:
         lead, at = m0.group(), m0.end()
-    for m in _WS.finditer(text, at):
-        tokens.append((text[at:m.start()], m.group()))
-        at = m.end()
-    if at < len(text) or not tokens:
-        tokens.append((text[at:], ""))
+    spans = _Spans(text)
+    while at < len(text):
+        m = _WS.search(text, at)
+        end = m.start() if m else len(text)
+        if text.startswith("=?", at):
+            reach = spans.end(at)
+            if reach is not None and end < reach <= at + PIECE:
+                while m and m.start() < reach:  # take the tokens it reaches over
+                    m = _WS.search(text, m.end())
+                end = m.start() if m else len(text)
+        sep = m.group() if m else ""
+        tokens.append((text[at:end], sep))
+        at = m.end() if m else len(text)
+    if not tokens:
+        tokens.append(("", ""))
     pieces: list[tuple[str, str]] = []
     cur: list[str] = [lead]
     words = size = 0
@@ -160,6 +171,45 @@ def _split(text: str) -> list[tuple[str, str]]:
         last_sep = cur.pop() if len(cur) > 1 else ""
         pieces.append(("".join(cur), last_sep))
     return pieces
+
+
+class _Spans:
+    """Where the encoded word the parser reads at a ``=?`` ends, as ``get_encoded_word``
+    finds it (the first ``?=`` after it, once more past an ``=XX`` escape), when it decodes
+    and ends within a piece.  The ``?=`` found last is kept, so the scan stays linear."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.hit = -1  # the first "?=" at or after an earlier start (len + 1: none)
+
+    def _next(self, start: int) -> int:
+        if self.hit < start:
+            found = self.text.find("?=", start)
+            self.hit = found if found >= 0 else len(self.text) + 1
+        return self.hit if self.hit <= len(self.text) else -1
+
+    def end(self, start: int) -> int | None:
+        from email import _encoded_words  # type: ignore[attr-defined]  # the parser's own decoder
+
+        text = self.text
+        e = self._next(start + 2)
+        if e < 0 or e - start > PIECE:
+            return None
+        tok, end = text[start + 2:e], e + 2
+        rest = text[e + 2:e + 4]
+        if len(rest) == 2 and all(c in "0123456789abcdefABCDEF" for c in rest) and tok.count("?") < 2:
+            e2 = text.find("?=", e + 2, start + PIECE + 2)
+            if e2 >= 0:
+                tok, end = text[start + 2:e2], e2 + 2
+            elif len(text) - start <= PIECE:
+                tok, end = text[start + 2:], len(text)  # the parser reads to the end of the value
+            else:
+                return None
+        try:
+            _encoded_words.decode("=?" + tok + "?=")
+        except Exception:  # ValueError, KeyError: the parser's "not a word" too
+            return None
+        return end
 
 
 def _words(tok: str, sep: str) -> list[tuple[str, str]]:
