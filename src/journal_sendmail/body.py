@@ -11,7 +11,7 @@ PLAIN_CHARSETS = ("", "us-ascii", "utf-8", "utf8")
 
 def body_of(raw: bytes) -> bytes:
     """The bytes after the header block (after the first empty line)."""
-    from .bounds import header_end
+    from .headers import header_end
 
     end = header_end(raw)
     return b"" if end is None else raw[end:]
@@ -36,10 +36,13 @@ def readable_text(raw: bytes, content: dict[str, str]) -> tuple[str | None, list
             return None, []
         except UnicodeDecodeError:
             return body.decode("utf-8", "replace"), []
-    from .mailparse import parse
+    from email.message import EmailMessage
+
+    from .headers import parse_message
 
     try:
-        msg, _ = parse(raw)
+        msg = parse_message(raw)[0]
+        assert isinstance(msg, EmailMessage)
         for part in msg.walk():
             if part.get_content_maintype() == "text":
                 text = part.get_content()

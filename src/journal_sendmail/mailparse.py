@@ -6,7 +6,7 @@ length (``get_unstructured`` copies the rest of the value at every token,
 the address parser likewise): a 1.4 MB Subject of encoded words took
 sendmail 52 s and ~24 GB.
 
-- ``bounds.bound_block`` measures every header before any parser sees it:
+- ``headers.bound_block`` measures every header before any parser sees it:
   past ``HEADER_MAX`` bytes a header is cut, past ``WORDS_MAX`` encoded
   words too, past ``BLOCK_MAX`` bytes of header block the rest is left out;
   each cut is a defect (the bytes stay whole in MAIL_RAW).
@@ -28,12 +28,8 @@ from __future__ import annotations
 
 import re
 from email import errors, headerregistry
-from email.message import EmailMessage
-from email.parser import BytesParser
 from email.policy import EmailPolicy
 from typing import Any
-
-from .bounds import bound_block, header_end
 
 PIECE = 2048  # characters the header parser is given at once
 PIECE_WORDS = 64  # encoded words in one piece
@@ -228,20 +224,3 @@ def _legacy_addresses(name: str, text: str) -> Kept:
 
 
 POLICY = BoundedPolicy()
-
-
-def parse(raw: bytes, headersonly: bool = False) -> tuple[EmailMessage, list[str]]:
-    """``raw`` parsed with the bounds: the message, and the defects of the bounding."""
-    lead = b""
-    rest = raw
-    if raw.startswith(b"From "):
-        nl = raw.find(b"\n")
-        lead, rest = (raw, b"") if nl < 0 else (raw[: nl + 1], raw[nl + 1:])
-    end = header_end(rest)
-    block, body = (rest, b"") if end is None else (rest[:end], rest[end:])
-    bounded, defects = bound_block(block)
-    if bounded is not block:
-        raw = lead + bounded + body
-    msg = BytesParser(policy=POLICY).parsebytes(raw, headersonly=headersonly)
-    assert isinstance(msg, EmailMessage)
-    return msg, defects

@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from email.message import EmailMessage
 from typing import Any
 
 from ..printable import json_escaped
@@ -240,9 +241,7 @@ def envelope_lines(e: MailEntry) -> list[tuple[str, str]]:
 
 def show_text(e: MailEntry, raw: bytes, all_headers: bool = False, color: bool = False) -> str:
     """A mail as a reader shows it: envelope, headers, decoded body, attachments."""
-    from ..mailparse import parse
-
-    msg, _ = parse(raw)
+    msg = message(raw)
     name = (lambda s: f"{BOLD}{s}{RESET}") if color else (lambda s: s)
     dim = (lambda s: f"{DIM}{s}{RESET}") if color else (lambda s: s)
     out = [dim(f"{k}: {printable(v, one_line=True)}") for k, v in envelope_lines(e)]
@@ -257,6 +256,15 @@ def show_text(e: MailEntry, raw: bytes, all_headers: bool = False, color: bool =
     for label in attachments:
         out.append(dim(f"[attachment: {printable(label, one_line=True)}]"))
     return "\n".join(out) + "\n"
+
+
+def message(raw: bytes, headersonly: bool = False) -> EmailMessage:
+    """``raw`` parsed once, within the bounds (``headers.parse_message``)."""
+    from ..headers import parse_message
+
+    msg = parse_message(raw, headersonly)[0]
+    assert isinstance(msg, EmailMessage)
+    return msg
 
 
 def header_text(value: object) -> str:
@@ -303,9 +311,7 @@ def part_text(part: Any) -> str:
 
 def headers_text(raw: bytes) -> str:
     """Every header of the message, unfolded and decoded, one per line."""
-    from ..mailparse import parse
-
-    msg, _ = parse(raw, headersonly=True)
+    msg = message(raw, headersonly=True)
     return "".join(f"{k}: {printable(header_text(v), one_line=True)}\n" for k, v in msg.items())
 
 

@@ -22,7 +22,6 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import jinja2
 
-from ... import mailparse
 from ...errors import DamagedMail, JournalSendmailError, NoPermission, NotFound, UsageError
 from .. import commands, query, render
 from ..commands import Damaged, find, grep_body, open_journal, selected, whole
@@ -223,7 +222,7 @@ class Inbox:
 
     def page_mail(self, params: list[tuple[str, str]], mail_id: str) -> Response:
         _, e, raw = self.one(params, mail_id)
-        msg = mailparse.parse(raw)[0]  # the one bounded parse (issue 21)
+        msg = render.message(raw)  # the one bounded parse (issue 21)
         assert isinstance(msg, EmailMessage)
         body, attachments = render.readable(msg)
         html_part = _html_part(msg)
@@ -248,7 +247,7 @@ class Inbox:
     def mail_html(self, params: list[tuple[str, str]], mail_id: str) -> Response:
         """The mail's HTML part, for the sandboxed frame only: its CSP runs nothing and loads nothing."""
         _, _, raw = self.one(params, mail_id)
-        msg = mailparse.parse(raw)[0]  # the one bounded parse (issue 21)
+        msg = render.message(raw)  # the one bounded parse (issue 21)
         part = _html_part(msg)
         if part is None:
             raise NotFound(f"mail {mail_id} has no HTML part")
