@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -261,6 +262,15 @@ def test_no_hostile_byte_reaches_a_terminal(journald: harness.Journald, bindir: 
         "stats": run_jm("stats", "--by", "subject").stdout,
         "list --json": run_jm("list", "--json").stdout,
     }
+    # on a terminal (a pty: it writes CR LF for LF itself), even --raw and mbox
+    tty = {}
+    for what, args in (("show --raw (tty)", ["show", "--raw", rec["mail_id"]]),
+                       ("export mbox (tty)", ["export", "--format", "mbox"]),
+                       ("list (tty)", ["list"])):
+        p = subprocess.run(["script", "-qec", shlex.join([*READER, *args]), "/dev/null"], capture_output=True,
+                           env={**ENV, "TERM": "xterm", "NO_COLOR": "1"}, timeout=60)
+        assert p.returncode == 0, (what, p.stdout[-2000:])
+        tty[what] = p.stdout
     # spool metadata and a spool file name of nobody's: mailq and sendmail -q
     os.chmod(SPOOL, 0o1777)
     no_journal(journald)
@@ -285,6 +295,10 @@ def test_no_hostile_byte_reaches_a_terminal(journald: harness.Journald, bindir: 
     journald.entries("MESSAGE=f", wait_for=1)
     outputs["forward --dry-run"] = run_jm("forward", "--config", str(conf), "--dry-run").stdout
     assert b"0" * 20 in outputs["forward --dry-run"]
+    for what, out in tty.items():
+        assert b"body" in out or b"USER" in out, (what, out[:2000])
+        assert b"\x1b" not in out and b"\x07" not in out and not re.search(b"\r(?!\n)", out), (what, out[:3000])
+        assert not re.search("[\x80-\x9f\u202a-\u202e\u2066-\u2069]", out.decode("utf-8", "replace")), what
     for what, out in outputs.items():
         assert out, what
         for byte in (b"\x1b", b"\x07", b"\r"):

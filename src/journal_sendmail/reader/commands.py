@@ -274,8 +274,8 @@ def cmd_show(args: argparse.Namespace, io: Io) -> int:
             io.say(err.reason)
             code = code or err.code
             continue
-        if args.raw:
-            chunks.append(raw)
+        if args.raw:  # the exact bytes; on a terminal, what could steer it shown as U+FFFD
+            chunks.append(render.for_terminal(raw) if io.tty() else raw)
             continue
         text = render.headers_text(raw) if args.headers else render.show_text(e, raw, color=color)
         if n:
@@ -320,7 +320,8 @@ class Writer:
             return True
         assert self.out is not None
         if self.fmt == "mbox":
-            self.out.write(render.mbox_message(e, raw))
+            mbox = render.mbox_message(e, raw)
+            self.out.write(render.for_terminal(mbox) if self.out.fd is None and self.io.tty() else mbox)
         else:
             self.out.write(render.json_line(render.json_record(e, raw)).encode("utf-8", "surrogateescape"))
         return True

@@ -33,6 +33,15 @@ def printable(text: str, one_line: bool = False) -> str:
     return _printable(text, one_line)
 
 
+def for_terminal(data: bytes) -> bytes:
+    r"""Raw bytes (``show --raw``, mbox) as a terminal may get them: through ``printable``.
+
+    >>> for_terminal(b"a\x1b]0;x\x07\r\nb\n")
+    b'a\xef\xbf\xbd]0;x\xef\xbf\xbd\xef\xbf\xbd\nb\n'
+    """
+    return printable(data.decode("utf-8", "replace")).encode("utf-8")
+
+
 def human_size(n: int) -> str:
     """Bytes in at most 5 characters: ``690``, ``1.2K``, ``30M``.
 
