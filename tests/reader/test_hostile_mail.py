@@ -78,6 +78,11 @@ def test_huge_headers_cost_a_bounded_amount(case: str, journald: harness.Journal
     assert b"root" in harness.one(e["MAIL_RCPTS"])
 
     index_env = {**ENV, "JOURNAL_MAIL_INDEX_DIR": str(tmp_path / "index")}
+    conf = tmp_path / "forward.toml"
+    (tmp_path / "state").mkdir(mode=0o700)
+    conf.write_text(f'state_dir = "{tmp_path / "state"}"\n[destination.ops]\ntype = "webhook"\n'
+                    'url = "http://127.0.0.1:9/h"\n[[rule]]\nname = "bodies"\nmatch = { body = "*the body*" }\n'
+                    'route = ["ops"]\n')
     runs = {
         "show": (["show", mail_id], ENV),
         "show --headers": (["show", "--headers", mail_id], ENV),
@@ -89,6 +94,7 @@ def test_huge_headers_cost_a_bounded_amount(case: str, journald: harness.Journal
         "export json": (["export", "--format", "json", "--no-index"], ENV),
         "index": (["index"], index_env),
         "list -g (index)": (["list", "-g", "the body"], index_env),
+        "forward --dry-run": (["forward", "--config", str(conf), "--dry-run"], ENV),
     }
     for what, (args, env) in runs.items():
         code, out, err, seconds, rss = measured([*READER, *args], READER_CAP, tmp_path, env=env)
@@ -98,6 +104,8 @@ def test_huge_headers_cost_a_bounded_amount(case: str, journald: harness.Journal
             assert out == mail
         if what == "list -g (index)":
             assert mail_id[:8].encode() in out
+        if what == "forward --dry-run":
+            assert b"'bodies'" in out, out[-2000:]
 
 
 BIG_FORGER = r"""
