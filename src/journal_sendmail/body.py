@@ -36,11 +36,13 @@ def readable_text(raw: bytes, content: dict[str, str]) -> tuple[str | None, list
             return None, []
         except UnicodeDecodeError:
             return body.decode("utf-8", "replace"), []
-    from email import policy
-    from email.parser import BytesParser
+    from email.message import EmailMessage
+
+    from .headers import parse_message
 
     try:
-        msg = BytesParser(policy=policy.default).parsebytes(raw)
+        msg = parse_message(raw)[0]
+        assert isinstance(msg, EmailMessage)
         for part in msg.walk():
             if part.get_content_maintype() == "text":
                 text = part.get_content()

@@ -44,10 +44,13 @@ See journal-sendmail(8).
 """
 
 
-def say(line: str, fd: int = 2) -> None:
-    """One line on stderr (or ``fd``); a closed or broken stream is not an error."""
+def say(line: str, fd: int = 2, one_line: bool = False) -> None:
+    """One line on stderr (or ``fd``) through the printable filter (what it quotes from a
+    mail or a spool file cannot steer the terminal); a closed or broken stream is not an error."""
+    from .printable import printable
+
     try:
-        posix.write(fd, (line.rstrip("\n") + "\n").encode("utf-8", "replace"))
+        posix.write(fd, (printable(line.rstrip("\n"), one_line) + "\n").encode("utf-8", "replace"))
     except OSError:
         pass
 
@@ -251,13 +254,13 @@ def verify(inv: Invocation, cfg: Config) -> int:
 def mailq(inv: Invocation, cfg: Config) -> int:
     from . import flush
 
-    return flush.list_queue(cfg, lambda line: say(line, fd=1))
+    return flush.list_queue(cfg, lambda line: say(line, fd=1, one_line=True))
 
 
 def flush_spool(inv: Invocation, cfg: Config) -> int:
     from . import flush
 
-    return flush.flush(cfg, lambda line: say(line))
+    return flush.flush(cfg, lambda line: say(line, one_line=True))
 
 
 def smtp(inv: Invocation, cfg: Config) -> int:

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from .dataclass_lite import field, record
 
+ADDRESSES_MAX = 10_000  # addresses read from the address headers
+
 # Headers recorded as MAIL_<NAME> fields, by lower-case name.
 RECORDED = {
     "from": "MAIL_FROM",
@@ -271,6 +273,76 @@ def header_end(data: bytes) -> int | None:
     return min(ends) if ends else None
 
 
+
+# What any parser is given of a header block (mailparse.py says why): past these,
+# a header is cut, or left out, and a defect says so; MAIL_RAW keeps every byte.
+HEADER_MAX = 64 * 1024  # bytes of one header, its folded lines together
+BLOCK_MAX = 1024 * 1024  # bytes of the header block
+WORDS_MAX = 1024  # RFC 2047 encoded words in one header
+HEADERS_MAX = 1000  # headers in the block (a long Received chain has a hundred)
+
+
+def _nth(data: bytes, sub: bytes, n: int) -> int:
+    """Where the ``n``-th (from 1) ``sub`` in ``data`` starts; -1 when there are fewer."""
+    at = -1
+    for _ in range(n):
+        at = data.find(sub, at + 1)
+        if at < 0:
+            break
+    return at
+
+
+def bound_block(block: bytes) -> tuple[bytes, list[str]]:
+    r"""The header block as parsers may see it, and a defect for every cut.
+
+    Linear, and nothing is copied when no header is past a bound.
+
+    >>> bound_block(b"Subject: hi\n\n")
+    (b'Subject: hi\n\n', [])
+    >>> cut, why = bound_block(b"Subject: " + b"=?a?q?b?= " * 1100 + b"\nTo: root\n\n")
+    >>> cut.count(b"=?"), cut.endswith(b" \nTo: root\n\n"), why[0][:69]
+    (1024, True, 'headers: Subject: 11010 bytes, 1100 encoded words: cut to 10250 bytes')
+    """
+    if len(block) <= HEADER_MAX and block.count(b"=?") <= WORDS_MAX and block.count(b"\n") <= HEADERS_MAX:
+        return block, []
+    out: list[bytes] = []
+    defects: list[str] = []
+    total = left_out = pos = count = 0
+    n = len(block)
+    while pos < n:
+        end = pos
+        while True:  # one header: its line and the folded lines after it
+            nl = block.find(b"\n", end)
+            end = n if nl < 0 else nl + 1
+            if end >= n or block[end] not in (32, 9):
+                break
+        header = block[pos:end]
+        pos = end
+        if not header.strip(b"\r\n"):
+            out.append(header)  # the empty line that ends the block
+            continue
+        if total + min(len(header), HEADER_MAX) > BLOCK_MAX or count == HEADERS_MAX:
+            left_out += 1
+            continue
+        count += 1
+        cut = header[:HEADER_MAX]
+        words = cut.count(b"=?")
+        if words > WORDS_MAX:
+            cut = cut[:_nth(cut, b"=?", WORDS_MAX + 1)]
+        if len(cut) < len(header):
+            eol = b"\r\n" if header.endswith(b"\r\n") else b"\n"
+            cut = cut.rstrip(b"\r\n") + eol
+            name = header.split(b":", 1)[0][:64].decode("ascii", "replace")
+            defects.append(f"headers: {name}: {len(header)} bytes, {header.count(b'=?')} encoded words: "
+                           f"cut to {len(cut)} bytes for the parser (kept whole in MAIL_RAW)")
+        out.append(cut)
+        total += len(cut)
+    if left_out:
+        defects.append(f"headers: {left_out} header(s) past the first {HEADERS_MAX} headers or {BLOCK_MAX} bytes "
+                       "of the header block left out of the parse (kept whole in MAIL_RAW)")
+    return b"".join(out), defects
+
+
 def header_block(head: bytes) -> tuple[bytes | None, bytes]:
     """Split off a leading ``From `` line and return (it, the header block).
 
@@ -284,6 +356,27 @@ def header_block(head: bytes) -> tuple[bytes | None, bytes]:
     return unixfrom, head if end is None else head[:end]
 
 
+def parse_message(raw: bytes, headersonly: bool = False) -> tuple[object, list[str]]:
+    """``raw`` parsed by the email package within the bounds (mailparse.py): the message
+    (an ``email.message.EmailMessage``) and the defects of the bounding.  The one parse of
+    a whole message for show, the web inbox, the index and the readable body."""
+    from email.parser import BytesParser
+
+    from .mailparse import POLICY
+
+    lead = b""
+    rest = raw
+    if raw.startswith(b"From "):
+        nl = raw.find(b"\n")
+        lead, rest = (raw, b"") if nl < 0 else (raw[: nl + 1], raw[nl + 1:])
+    end = header_end(rest)
+    block, body = (rest, b"") if end is None else (rest[:end], rest[end:])
+    bounded, defects = bound_block(block)
+    if bounded is not block:
+        raw = lead + bounded + body
+    return BytesParser(policy=POLICY).parsebytes(raw, headersonly=headersonly), defects
+
+
 def _unixfrom_address(line: bytes | None) -> str | None:
     if line is None:
         return None
@@ -294,9 +387,11 @@ def _unixfrom_address(line: bytes | None) -> str | None:
 def parse(head: bytes) -> Headers:
     """Parse the header block at the start of ``head``."""
     unixfrom, block = header_block(head)
+    block, cuts = bound_block(block)
     found = parse_fast(block)
     if found is None:
         found = parse_email(block)
+    found.defects[:0] = cuts
     found.unixfrom = _unixfrom_address(unixfrom)
     return found
 
@@ -358,20 +453,25 @@ def _finish(out: Headers, found: dict[str, list[tuple[str, list[str]]]]) -> None
 
 def parse_email(block: bytes) -> Headers:
     """The general path: the standard email package with its modern policy."""
-    from email import policy
     from email.parser import BytesParser
+
+    from .mailparse import POLICY
 
     out = Headers()
     try:
-        msg = BytesParser(policy=policy.default).parsebytes(block, headersonly=True)
+        msg = BytesParser(policy=POLICY).parsebytes(block, headersonly=True)
     except Exception as e:  # the email package is not supposed to raise; keep going
         out.defects.append(f"headers: unparsable: {type(e).__name__}: {e}")
         return out
     out.defects.extend(_defect_text("message", d) for d in msg.defects)
     found: dict[str, list[tuple[str, list[str]]]] = {}
+    addressed = 0
     for key, raw_value in msg.raw_items():
         name = key.lower()
-        if name not in INTERESTING:
+        if name not in INTERESTING or (name in found and name not in ADDRESS_HEADERS):
+            continue  # only the first Subject, Date … is recorded: the others cost nothing
+        if name in ADDRESS_HEADERS and addressed >= ADDRESSES_MAX:
+            out.defects.append(f"{key}: not parsed: more than {ADDRESSES_MAX} addresses before it")
             continue
         try:
             header = msg.policy.header_fetch_parse(key, raw_value)  # type: ignore[no-untyped-call]
@@ -384,6 +484,7 @@ def parse_email(block: bytes) -> Headers:
             text = _as_written(str(raw_value), name)
         out.defects.extend(_defect_text(key, d) for d in defects)
         found.setdefault(name, []).append((text, addrs))
+        addressed += len(addrs)
     _finish(out, found)
     return out
 
@@ -394,6 +495,10 @@ def _as_written(raw_value: str, name: str) -> str:
         words = decode_words(text)
         if words is not None:
             return words  # as the fast path decodes them
+        from .mailparse import small
+
+        if not small(text):
+            return text  # too big for the legacy decoder below: as written
         # Words inside comments or quoted names: the legacy decoder finds them.
         from email.header import decode_header, make_header
 
@@ -453,10 +558,10 @@ def addresses(value: str) -> list[str]:
 
 
 def addresses_email(value: str) -> list[str]:
-    from email import policy
+    from .mailparse import POLICY
 
     try:
-        header = policy.default.header_factory("To", value)
+        header = POLICY.header_fetch_parse("To", value)
         found = [_utf8(a.addr_spec) for a in header.addresses]
     except Exception:
         found = _getaddresses(value)

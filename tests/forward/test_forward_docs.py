@@ -40,7 +40,7 @@ def test_the_shipped_conffile_forwards_nothing_and_uncommented_is_valid(tmp_path
     p = tmp_path / "forward.toml"
     p.write_text(body.replace("…", "x"))
     cfg = config.load(str(p))
-    assert [r.name for r in cfg.rules] == ["noise", "disks and arrays", "sudo", "rest"]
+    assert [r.name for r in cfg.rules] == ["noise", "disks and arrays", "backups", "rest"]
 
 
 def test_the_readme_config_is_valid() -> None:

@@ -65,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--caller", metavar="COMM", action="append", default=[], help="handed over by COMM (cron, sudo…)")
     f.add_argument("--host", metavar="HOST", action="append", default=[], help="stored on HOST")
     f.add_argument("--unit", metavar="UNIT", action="append", default=[],
-                   help="submitted from the systemd unit UNIT (cron.service, …)")
+                   help="submitted from the systemd unit UNIT (cron.service, …), by journald's word")
+    f.add_argument("--caller-unit", metavar="UNIT", action="append", default=[],
+                   help="the unit the sender says it ran in (MAIL_CALLER_UNIT: anyone can claim one)")
     f.add_argument("-b", "--boot", metavar="ID", nargs="?", const="0", action="append", help="boot id or offset")
     f.add_argument("-g", "--grep", metavar="REGEX", help="body matches REGEX (any case if REGEX is lower case)")
     f.add_argument("--spooled", action="store_true", help="only mail re-injected from the spool")

@@ -274,8 +274,8 @@ def cmd_show(args: argparse.Namespace, io: Io) -> int:
             io.say(err.reason)
             code = code or err.code
             continue
-        if args.raw:
-            chunks.append(raw)
+        if args.raw:  # the exact bytes; on a terminal, what could steer it shown as U+FFFD
+            chunks.append(render.for_terminal(raw) if io.tty() else raw)
             continue
         text = render.headers_text(raw) if args.headers else render.show_text(e, raw, color=color)
         if n:
@@ -293,7 +293,7 @@ def cmd_show(args: argparse.Namespace, io: Io) -> int:
 class Writer:
     """Renders mails in one format to an Output (or, for eml, a directory)."""
 
-    def __init__(self, fmt: str, args: argparse.Namespace, io: Io, out: Output | None, directory: str | None) -> None:
+    def __init__(self, fmt: str, args: argparse.Namespace, io: Io, out: Output | None, directory: int | None) -> None:
         self.fmt, self.args, self.io, self.out, self.directory = fmt, args, io, out, directory
         self.cols = render.layout(io.width()) if fmt == "table" and out is not None and out.fd is None else None
         self.color = fmt == "table" and out is not None and out.fd is None and io.color()
@@ -316,11 +316,12 @@ class Writer:
             self.io.say(f"note: mail {e.mail_id} was cut to {e.size} of {e.truncated} bytes when it was stored")
         if self.fmt == "eml":
             assert self.directory is not None
-            write_eml(self.directory, self.eml_name(e), raw)
+            write_eml(self.directory, self.eml_name(e), raw, self.args.output or "")
             return True
         assert self.out is not None
         if self.fmt == "mbox":
-            self.out.write(render.mbox_message(e, raw))
+            mbox = render.mbox_message(e, raw)
+            self.out.write(render.for_terminal(mbox) if self.out.fd is None and self.io.tty() else mbox)
         else:
             self.out.write(render.json_line(render.json_record(e, raw)).encode("utf-8", "surrogateescape"))
         return True
@@ -338,7 +339,7 @@ class Writer:
 def cmd_export(args: argparse.Namespace, io: Io) -> int:
     directory = eml_directory(args.output) if args.format == "eml" else None
     reader, filters = start(args, io)
-    out = None if directory else Output(io.out if args.output is None else None, args.output, append=False)
+    out = None if directory is not None else Output(io.out if args.output is None else None, args.output, append=False)
     writer = Writer(args.format, args, io, out, directory)
     for e in selected(args, io, reader, filters, args.reverse, need_raw=True):
         writer.write(e)
@@ -351,11 +352,11 @@ def cmd_export(args: argparse.Namespace, io: Io) -> int:
 
 
 def cmd_follow(args: argparse.Namespace, io: Io) -> int:
+    cursor = read_cursor(args.cursor_file) if args.cursor_file else None
     directory = eml_directory(args.output) if args.format == "eml" else None
     reader, filters = start(args, io)
-    out = None if directory else Output(io.out if args.output is None else None, args.output)
+    out = None if directory is not None else Output(io.out if args.output is None else None, args.output)
     writer = Writer(args.format, args, io, out, directory)
-    cursor = read_cursor(args.cursor_file) if args.cursor_file else None
     flags = Signals.install()  # SIGHUP: reopen the output (logrotate)
     # -n N: the newest N first; -n all (or --since): everything there is; else only new mail
     lines = None if args.lines == ALL or (args.lines is None and args.since) else (args.lines or 0)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..record import MAX_PARTS, MAX_SIZE_CEILING, MSG_REFUSED, PART_SIZE_MIN
+from ..record import MAX_PARTS, MAX_SIZE_CEILING, MSG_REFUSED, PART_SIZE_MAX, PART_SIZE_MIN
 from ..users import name_of
 
 PID_MAX = 1 << 22  # the kernel's ceiling for pid_max
@@ -38,7 +38,7 @@ class MailEntry:
     size: int = 0
     sha256: str = ""
     parts: int = 1
-    uid: int | None = None
+    uid: int | None = None  # the user who submitted it: journald's _UID, or for a spooled mail the spool file's owner
     username: str | None = None
     hostname: str = ""
     boot_id: str = ""
@@ -59,6 +59,7 @@ class MailEntry:
     raw: bytes = b""  # MAIL_RAW of this entry: the whole message, or its first part
     duplicates: int = 0  # other copies of this MAIL_ID in a central journal (see ``central``)
     damaged: str = ""  # why this entry cannot be a mail journal-sendmail wrote ("" when it can)
+    writer_uid: int | None = None  # journald's _UID: who wrote the entry (root's flusher for a spooled mail)
 
     @property
     def subject(self) -> str:
@@ -66,13 +67,14 @@ class MailEntry:
 
     @property
     def unit(self) -> str:
-        """The unit the mail came from: journald's word when it has one."""
-        return self.systemd_unit or self.caller_unit
+        """The unit the mail came from, by journald's word only (_SYSTEMD_UNIT): MAIL_CALLER_UNIT
+        (``caller_unit``) is the sender's claim, which any local user can forge."""
+        return self.systemd_unit
 
     @property
     def sender(self) -> Sender:
         """Who wrote the entry, by journald's trusted fields: a mail is the entries of one sender."""
-        return (self.uid, self.hostname, self.boot_id)
+        return (self.uid if self.writer_uid is None else self.writer_uid, self.hostname, self.boot_id)
 
 
 def hex_id(value: bytes, length: int) -> bool:
@@ -156,6 +158,12 @@ def to_entry(d: dict[str, Any], realtime: int, cursor: str) -> MailEntry:
     if sha256 is None or not hex_id(sha256, 64):
         damaged.append("MAIL_SHA256 is not a SHA-256 digest")
     raw = single("MAIL_RAW") or b""
+    if len(raw) > PART_SIZE_MAX or (size is not None and len(raw) > size):
+        # longer than any part or than the mail: forged; not kept (query.py reads at most
+        # one byte more than a part, so it cost no more than a part)
+        damaged.append(f"MAIL_RAW of {len(raw)}{'+' if len(raw) > PART_SIZE_MAX else ''} bytes is longer than "
+                       f"{'any part' if len(raw) > PART_SIZE_MAX else 'MAIL_SIZE'}")
+        raw = b""
     parts_field = single("MAIL_PARTS")
     parts = 1 if parts_field is None else count(parts_field, MAX_PARTS)
     if parts is None or parts < 1:
@@ -169,7 +177,13 @@ def to_entry(d: dict[str, Any], realtime: int, cursor: str) -> MailEntry:
     else:
         rc = get("MAIL_RCPT", [])
         recipients = tuple(_text([v]) for v in (rc if isinstance(rc, list) else [rc]))
-    uid = number("_UID", UID_MAX)
+    writer = number("_UID", UID_MAX)
+    # A spooled mail is re-injected by root's flusher, which read the spool file's owner
+    # (MAIL_SPOOL_UID): that is its user.  The same claim from anyone else is no claim.
+    claim = number("MAIL_SPOOL_UID", UID_MAX)
+    spooled = get("MAIL_SPOOLED") == b"yes" and writer is not None and (writer == 0 or claim == writer)
+    spool_uid = claim if spooled else None  # (a user flushing only its own mail: its own uid)
+    uid = spool_uid if spool_uid is not None else writer
     truncated = number("MAIL_TRUNCATED", SIZE_MAX)
     argv = text("MAIL_ARGV")
     defects = text("MAIL_DEFECTS")
@@ -196,8 +210,8 @@ def to_entry(d: dict[str, Any], realtime: int, cursor: str) -> MailEntry:
         systemd_unit=text("_SYSTEMD_UNIT"),
         argv=tuple(argv.split("\n")) if argv else (),
         invoked_as=text("MAIL_INVOKED_AS"),
-        spooled=get("MAIL_SPOOLED") == b"yes",
-        spool_uid=number("MAIL_SPOOL_UID", UID_MAX),
+        spooled=spooled,
+        spool_uid=spool_uid,
         submitted_at=text("MAIL_SUBMITTED_AT"),
         truncated=truncated if truncated is not None and truncated > (size or 0) else None,
         refused=text("MAIL_REFUSED"),
@@ -205,6 +219,7 @@ def to_entry(d: dict[str, Any], realtime: int, cursor: str) -> MailEntry:
         text=None if stored_text is None else _text(stored_text),
         raw=raw,
         damaged="; ".join(damaged),
+        writer_uid=writer,
     )
 
 

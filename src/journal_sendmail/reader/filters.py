@@ -26,7 +26,8 @@ class Filters:
     recipients: tuple[str, ...] = ()
     uids: tuple[int, ...] = ()
     callers: tuple[str, ...] = ()
-    units: tuple[str, ...] = ()  # MAIL_CALLER_UNIT or _SYSTEMD_UNIT
+    units: tuple[str, ...] = ()  # _SYSTEMD_UNIT (journald's word)
+    caller_units: tuple[str, ...] = ()  # MAIL_CALLER_UNIT (the sender's claim)
     hosts: tuple[str, ...] = ()
     boots: tuple[str, ...] = ()
     mail_ids: tuple[str, ...] = ()
@@ -38,13 +39,15 @@ class Filters:
     def matches(self) -> list[str]:
         """The FIELD=value matches the journal evaluates itself.
 
+        The user (``uids``) is not among them: a spooled mail's user is the spool file's
+        owner, not the _UID of root's flusher (``wanted`` looks).
+
         >>> Filters(recipients=("root", "ops@x"), uids=(0,)).matches()
-        ['MESSAGE_ID=4cf50392e5a34635904ffaeffb43b172', 'MAIL_RCPT=root', 'MAIL_RCPT=ops@x', '_UID=0']
+        ['MESSAGE_ID=4cf50392e5a34635904ffaeffb43b172', 'MAIL_RCPT=root', 'MAIL_RCPT=ops@x']
         """
         out = [f"MESSAGE_ID={MSG_MAIL}"] + ([f"MESSAGE_ID={MSG_REFUSED}"] if self.refused else [])
         out += [f"MAIL_ID={v}" for v in self.mail_ids if len(v) == 32]
         out += [f"MAIL_RCPT={v}" for v in self.recipients]
-        out += [f"_UID={v}" for v in self.uids]
         out += [f"MAIL_CALLER_COMM={v}" for v in self.callers]
         out += [f"_HOSTNAME={v}" for v in self.hosts]
         out += [f"_BOOT_ID={v}" for v in self.boots]
@@ -57,7 +60,11 @@ def wanted(e: MailEntry, filters: Filters, body: Callable[[MailEntry], str]) -> 
     """Does ``e`` pass the filters the journal cannot evaluate itself?"""
     if filters.senders and not from_matches(e, filters.senders):
         return False
-    if filters.units and e.caller_unit not in filters.units and e.systemd_unit not in filters.units:
+    if filters.uids and e.uid not in filters.uids:
+        return False
+    if filters.units and e.systemd_unit not in filters.units:
+        return False
+    if filters.caller_units and e.caller_unit not in filters.caller_units:
         return False
     if filters.mail_ids and not any(e.mail_id.startswith(p.lower()) for p in filters.mail_ids):
         return False
@@ -129,6 +136,7 @@ def make_filters(args: argparse.Namespace, mail_ids: Iterable[str] = ()) -> Filt
         uids=tuple(uids),
         callers=tuple(getattr(args, "caller", [])),
         units=tuple(getattr(args, "unit", [])),
+        caller_units=tuple(getattr(args, "caller_unit", [])),
         hosts=tuple(getattr(args, "host", [])),
         boots=tuple(getattr(args, "boot", None) or []),
         mail_ids=ids,

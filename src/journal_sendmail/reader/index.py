@@ -45,19 +45,20 @@ from typing import Any
 
 from ..record import MSG_MAIL, MSG_REFUSED
 from ..users import name_of
+from . import safefile
 from .assemble import searchable_body
 from .entry import SIZE_MAX, MailEntry, count, to_entry
 from .filters import Filters
 
 INDEX_DIR = "/var/lib/journal-mail/index"
-SCHEMA_VERSION = 4  # 4: fewer indexes, only those a query uses
+SCHEMA_VERSION = 5  # 4: fewer indexes, only those a query uses; 5: uid is the spool owner, writer_uid, unit trusted
 BODY_MAX = 16 * 1024  # characters of body kept for search
 BATCH = 20000  # rows per transaction (bigger ones make fewer, larger full-text segments to merge)
 HEADER = 200  # bytes of a journal file's header read for its id and entry count
 _STORED = ("mail_id", "realtime", "cursor", "kind", "envelope_from", "recipients", "headers", "size", "sha256",
            "parts", "uid", "hostname", "boot_id", "caller_comm", "caller_pid", "caller_exe", "caller_unit",
            "systemd_unit", "argv", "invoked_as", "spooled", "spool_uid", "submitted_at", "truncated", "refused",
-           "defects", "damaged")
+           "defects", "damaged", "writer_uid")
 
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -260,8 +261,12 @@ class Builder:
     def open(self, rebuild: bool = False) -> Index:
         """The index, created (or, when damaged, foreign, older or ``rebuild``, made anew)."""
         directory = os.path.dirname(self.path)
-        os.makedirs(os.path.dirname(directory), mode=0o755, exist_ok=True)  # /var/lib/journal-mail: for adm too
-        os.makedirs(directory, mode=0o750, exist_ok=True)
+        # /var/lib/journal-mail 0755: for adm too.  sqlite opens files by name: the directory
+        # and every one on the way must be ours (or root's) and writable by nobody else.
+        os.close(safefile.open_dir(directory, create=True, mode=0o750, parents_mode=0o755))
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.islink(self.path + suffix):
+                raise safefile.UnsafePath(f"{self.path}{suffix}: a symbolic link; refused")
         if not rebuild and os.path.exists(self.path):
             try:
                 idx = Index(connect(self.path, write=True), self.path)

@@ -392,7 +392,7 @@ def stats(idx: Index, source: Any, filters: Filters, open_parts: Callable[[], An
     """((key, mails, bytes) of the undamaged mails, damaged ones left out, the units they came
     from), counted in SQL; None when a filter needs each mail looked at (then the caller counts)."""
     if (filters.subject is not None or filters.grep is not None or filters.senders or filters.units
-            or any(len(i) != 32 for i in filters.mail_ids)):
+            or filters.caller_units or any(len(i) != 32 for i in filters.mail_ids)):
         return None  # decided per mail (filters.wanted)
     acc: dict[str, list[int]] = {}
 
@@ -440,8 +440,9 @@ def _tail_units(tail: list[Row]) -> set[str]:
 
 def _unfiltered(f: Filters) -> bool:
     """Only the kinds of mail asked for: the ``agg`` table's counts answer."""
-    return (f.since is None and f.until is None and not (f.senders or f.recipients or f.uids or f.callers or f.units
-            or f.hosts or f.boots or f.mail_ids or f.spooled) and f.subject is None and f.grep is None)
+    return (f.since is None and f.until is None and f.subject is None and f.grep is None
+            and not (f.senders or f.recipients or f.uids or f.callers or f.units or f.caller_units
+                     or f.hosts or f.boots or f.mail_ids or f.spooled))
 
 
 def _stats_counted(ans: Answer, by: str, refused: bool) -> tuple[dict[str, list[int]], int]:

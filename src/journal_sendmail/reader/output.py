@@ -10,7 +10,7 @@ from typing import IO
 
 from ..errors import NotFound, OutputError, UsageError
 from ..message import write_all
-from . import render
+from . import render, safefile
 
 PROG = "journal-mail"
 
@@ -70,11 +70,7 @@ class Output:
     def reopen(self) -> None:
         assert self.path is not None
         self.flush()
-        flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_APPEND if self.append else os.O_TRUNC)
-        try:
-            fd = os.open(self.path, flags, 0o640)
-        except OSError as e:
-            raise OutputError(f"cannot open {self.path}: {e.strerror}") from None
+        fd = safefile.open_output(self.path, self.append)  # never through a link, nor into another's directory
         if self.fd is not None:
             os.close(self.fd)
         self.fd = fd
@@ -132,52 +128,43 @@ class Signals:
         return flags
 
 
-def write_eml(directory: str, name: str, raw: bytes) -> None:
-    """One file per mail, written under a temporary name and renamed into place."""
-    path = os.path.join(directory, name)
-    tmp = os.path.join(directory, f".{name}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            write_all(fd, raw)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except OSError as e:
-        raise OutputError(f"cannot write {path}: {e.strerror}") from None
+def write_eml(directory: int, name: str, raw: bytes, path: str = "") -> None:
+    """One file per mail in the directory open as ``directory``: written under a fresh
+    temporary name (O_EXCL|O_NOFOLLOW) and renamed into place."""
+    safefile.write_file(directory, name, raw, 0o600, path)
 
 
-def eml_directory(path: str | None) -> str:
+def eml_directory(path: str | None) -> int:
+    """The ``--format eml`` directory, open; made (0700) when missing; refused when
+    it, or a directory on the way, is a link or someone else's."""
     if path is None:
         raise UsageError("--format eml writes one file per mail: give the directory with --output DIR")
-    try:
-        os.makedirs(path, mode=0o700, exist_ok=True)
-    except OSError as e:
-        raise OutputError(f"cannot create {path}: {e.strerror}") from None
-    return path
+    return safefile.open_dir(path, create=True, mode=0o700, parents_mode=0o700)
 
 
 def read_cursor(path: str) -> str | None:
     try:
-        with open(path, encoding="ascii") as f:
-            return f.read().strip() or None
-    except FileNotFoundError:
+        data = safefile.read_small(path)
+    except safefile.UnsafePath:
+        raise
+    except OutputError as e:
+        raise NotFound(f"cannot read the cursor file: {e.reason}") from None
+    if data is None:
         return None
-    except (OSError, UnicodeDecodeError) as e:
+    try:
+        return data.decode("ascii").strip() or None
+    except UnicodeDecodeError as e:
         raise NotFound(f"cannot read the cursor file {path}: {e}") from None
 
 
 def save_cursor(path: str, cursor: str) -> None:
     """Atomically: a crash leaves the old cursor or the new one, never half of one."""
-    tmp = f"{path}.tmp"
     try:
-        with open(tmp, "w", encoding="ascii") as f:
-            f.write(cursor + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        raise OutputError(f"cannot save the cursor in {path}: {e.strerror}") from None
+        safefile.replace_file(path, (cursor + "\n").encode("ascii"), 0o600)
+    except safefile.UnsafePath:
+        raise
+    except OutputError as e:
+        raise OutputError(f"cannot save the cursor: {e.reason}") from None
 
 
 def page(text: bytes, io: Io, no_pager: bool) -> None:

@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import NotFound
-from ..record import MSG_MAIL
+from ..record import MSG_MAIL, PART_SIZE_MAX
 from .entry import SIZE_MAX, MailEntry, Sender, _text, count, to_entry
 from .filters import Filters, wanted
 from .timespec import US
 
 LOCAL_ONLY = 1  # SD_JOURNAL_LOCAL_ONLY
+DATA_THRESHOLD = PART_SIZE_MAX + len("MAIL_RAW=") + 1  # a MAIL_RAW one byte too long is seen as such
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,12 @@ def open_reader(source: Source) -> Any:
         r = _reader._Reader(LOCAL_ONLY, namespace=source.namespace)
     else:
         r = _reader._Reader(LOCAL_ONLY)
-    r.data_threshold = 0  # 0: unlimited; the default would cut MAIL_RAW at 64 KiB
+    # No field of ours is longer than a part (MAIL_RAW, at most PART_SIZE_MAX): a longer
+    # one is forged, and entry.py calls it damaged and drops it before anything keeps it.
+    # Where libsystemd honours the threshold it is read only that far; bookworm's 252
+    # (measured) reads it whole all the same: one such field at a time, never more.
+    # The default would cut MAIL_RAW at 64 KiB.
+    r.data_threshold = DATA_THRESHOLD
     return r
 
 

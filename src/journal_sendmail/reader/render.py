@@ -13,29 +13,33 @@ import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from email.message import EmailMessage
 from typing import Any
 
+from ..printable import json_escaped
+from ..printable import printable as _printable
 from .entry import MailEntry
 
 JSON_SCHEMA_VERSION = 1
 BOLD, DIM, RED, RESET = "\x1b[1m", "\x1b[2m", "\x1b[31m", "\x1b[0m"
 
-# C0/C1 controls other than tab and newline: a subject or body must not be
-# able to move the cursor or retitle the terminal of whoever reads it.
-_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-_LINE_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
 def printable(text: str, one_line: bool = False) -> str:
-    r"""``text`` with control characters shown as ``�`` (and newlines as spaces).
+    r"""``text`` with control characters (C0, C1, bidi) shown as ``�`` (and newlines as
+    spaces): the one filter of both programs, ``journal_sendmail.printable``.
 
     >>> printable("a\x1b[2Jb\tc"), printable("x\ny", one_line=True)
     ('a�[2Jb\tc', 'x y')
     """
-    if one_line:
-        text = text.replace("\r\n", " ").replace("\n", " ").replace("\t", " ")
-        return _LINE_CONTROLS.sub("\ufffd", text)
-    return _CONTROLS.sub("\ufffd", text)
+    return _printable(text, one_line)
+
+
+def for_terminal(data: bytes) -> bytes:
+    r"""Raw bytes (``show --raw``, mbox) as a terminal may get them: through ``printable``.
+
+    >>> for_terminal(b"a\x1b]0;x\x07\r\nb\n")
+    b'a\xef\xbf\xbd]0;x\xef\xbf\xbd\xef\xbf\xbd\nb\n'
+    """
+    return printable(data.decode("utf-8", "replace")).encode("utf-8")
 
 
 def human_size(n: int) -> str:
@@ -171,7 +175,7 @@ def _cells(e: MailEntry) -> list[str]:
         e.mail_id[:8],
         e.hostname,
         user,
-        e.caller_comm,
+        f"({e.caller_comm})" if e.spooled and e.caller_comm else e.caller_comm,  # the spool file's claim
         e.unit,
         e.envelope_from,
         ",".join(e.recipients),
@@ -214,6 +218,9 @@ def envelope_lines(e: MailEntry) -> list[tuple[str, str]]:
     """What the journal knows about a mail besides the message itself."""
     caller = e.caller_comm + (f" [{e.caller_pid}]" if e.caller_pid is not None else "")
     caller += f" {e.caller_exe}" if e.caller_exe else ""
+    claim = " (as the spool file says)" if e.spooled else " (as the sender says)"
+    if caller.strip() and e.spooled:
+        caller += claim
     user = str(e.uid) if e.uid is not None else "?"
     user += f" ({e.username})" if e.username else ""
     out = [
@@ -223,6 +230,7 @@ def envelope_lines(e: MailEntry) -> list[tuple[str, str]]:
         ("User", user),
         ("Caller", caller.strip()),
         ("Unit", e.unit),
+        ("Caller-Unit", e.caller_unit + claim if e.caller_unit and e.caller_unit != e.unit else ""),
         ("Envelope-From", e.envelope_from),
         ("Recipients", ", ".join(e.recipients)),
         ("Size", f"{e.size} bytes" + (f" in {e.parts} parts" if e.parts > 1 else "")),
@@ -242,18 +250,14 @@ def envelope_lines(e: MailEntry) -> list[tuple[str, str]]:
 
 def show_text(e: MailEntry, raw: bytes, all_headers: bool = False, color: bool = False) -> str:
     """A mail as a reader shows it: envelope, headers, decoded body, attachments."""
-    from email import policy
-    from email.message import EmailMessage
-    from email.parser import BytesParser
-
-    msg = BytesParser(policy=policy.default).parsebytes(raw)
-    assert isinstance(msg, EmailMessage)
+    msg = message(raw)
     name = (lambda s: f"{BOLD}{s}{RESET}") if color else (lambda s: s)
     dim = (lambda s: f"{DIM}{s}{RESET}") if color else (lambda s: s)
     out = [dim(f"{k}: {printable(v, one_line=True)}") for k, v in envelope_lines(e)]
     out.append("")
-    for key, value in msg.items():
+    for key, value in msg.raw_items():  # parsed only when shown
         if all_headers or key.title() in SUMMARY_HEADERS:
+            value = msg.policy.header_fetch_parse(key, value)  # type: ignore[no-untyped-call]
             out.append(f"{name(key)}: {printable(header_text(value), one_line=True)}")
     out.append("")
     body, attachments = readable(msg)
@@ -261,6 +265,15 @@ def show_text(e: MailEntry, raw: bytes, all_headers: bool = False, color: bool =
     for label in attachments:
         out.append(dim(f"[attachment: {printable(label, one_line=True)}]"))
     return "\n".join(out) + "\n"
+
+
+def message(raw: bytes, headersonly: bool = False) -> EmailMessage:
+    """``raw`` parsed once, within the bounds (``headers.parse_message``)."""
+    from ..headers import parse_message
+
+    msg = parse_message(raw, headersonly)[0]
+    assert isinstance(msg, EmailMessage)
+    return msg
 
 
 def header_text(value: object) -> str:
@@ -307,10 +320,7 @@ def part_text(part: Any) -> str:
 
 def headers_text(raw: bytes) -> str:
     """Every header of the message, unfolded and decoded, one per line."""
-    from email import policy
-    from email.parser import BytesParser
-
-    msg = BytesParser(policy=policy.default).parsebytes(raw, headersonly=True)
+    msg = message(raw, headersonly=True)
     return "".join(f"{k}: {printable(header_text(v), one_line=True)}\n" for k, v in msg.items())
 
 
@@ -408,6 +418,7 @@ def json_record(e: MailEntry, raw: bytes | None = None) -> dict[str, Any]:
     if e.spooled:
         rec["spool_uid"] = e.spool_uid
         rec["submitted_at"] = e.submitted_at
+        rec["claimed"] = ["caller_comm", "caller_pid", "caller_exe", "caller_unit"]  # the spool file's word
     if raw is not None:
         try:
             rec["body"] = raw.decode("utf-8")
@@ -434,7 +445,7 @@ def json_note(s: Any) -> dict[str, Any]:
 
 def json_line(rec: dict[str, Any]) -> str:
     """One JSON object on one line (UTF-8, no ASCII escaping), with the newline."""
-    return json.dumps(rec, ensure_ascii=False, separators=(",", ":")) + "\n"
+    return json_escaped(json.dumps(rec, ensure_ascii=False, separators=(",", ":"))) + "\n"
 
 
 # -- stats --------------------------------------------------------------------

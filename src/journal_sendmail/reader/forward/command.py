@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ...errors import EX_OK, EX_TEMPFAIL
+from ...printable import printable
 from ..output import Io
 from ..query import Source
 from . import config, service, state
@@ -26,7 +27,8 @@ def run(args: argparse.Namespace, io: Io, open_journal: Callable[[argparse.Names
         out = io.out
         text = _io.StringIO()
         code = service.dry_run(cfg, src, reader, text)
-        out.write(text.getvalue().encode("utf-8", "replace"))
+        lines = text.getvalue().split("\n")  # a forged MAIL_ID or host: through the printable filter
+        out.write("\n".join(printable(line, one_line=True) for line in lines).encode("utf-8", "replace"))
         out.flush()
         return code
     lock = state.lock(cfg.state_dir)  # noqa: F841 - held until the process ends

@@ -15,7 +15,7 @@ from ...errors import ConfigError
 
 DEFAULT_PATH = "/etc/journal-mail/forward.toml"
 DEFAULT_STATE_DIR = "/var/lib/journal-mail/forward"
-MATCH_KEYS = ("host", "unit", "caller", "user", "uid", "from", "to", "subject", "body", "kind")
+MATCH_KEYS = ("host", "unit", "caller", "caller_unit", "user", "uid", "from", "to", "subject", "body", "kind")
 GROUP_KEYS = ("host", "unit", "caller", "user", "from", "to", "subject")
 SCHEMES = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
 TOP_KEYS = ("state_dir", "source", "destination", "rule", "digest")

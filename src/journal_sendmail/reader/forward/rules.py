@@ -1,7 +1,9 @@
 """Rules: which [[rule]] decides a mail, and what it decides (pure).
 
 ``user`` and ``uid`` come from journald's trusted ``_UID`` only (for a mail
-that root's spool flusher re-injected, from the ``MAIL_SPOOL_UID`` root wrote):
+that root's spool flusher re-injected, from the ``MAIL_SPOOL_UID`` root wrote),
+``unit`` from journald's ``_SYSTEMD_UNIT`` only (``caller_unit`` is the
+sender's MAIL_CALLER_UNIT, and ``caller`` its MAIL_CALLER_COMM: claims):
 an entry any local user forges on the journal socket carries that user's
 ``_UID``, whatever its fields say.  A damaged entry (forged or corrupt, see
 ``entry``) matches no rule at all.  Refused submissions match only a rule that
@@ -37,14 +39,15 @@ class Decision:
 
 
 def trusted_uid(e: MailEntry) -> int | None:
-    """The uid that submitted the mail, by journald's word (or root's flusher's).
+    """The uid that submitted the mail, by journald's word (or root's flusher's): the
+    entry's ``uid`` (``entry.to_entry`` trusts a spool uid only from root's flusher).
 
-    >>> trusted_uid(MailEntry(mail_id="", uid=0, spooled=True, spool_uid=1000))
+    >>> trusted_uid(MailEntry(mail_id="", uid=1000, writer_uid=0, spooled=True, spool_uid=1000))
     1000
-    >>> trusted_uid(MailEntry(mail_id="", uid=65534, spooled=True, spool_uid=0))
-    65534
+    >>> trusted_uid(MailEntry(mail_id="", uid=0, spooled=True, spool_uid=1000))  # made by hand, not by to_entry
+    1000
     """
-    if e.spooled and e.uid == 0 and e.spool_uid is not None:
+    if e.writer_uid is None and e.spooled and e.uid == 0 and e.spool_uid is not None:
         return e.spool_uid
     return e.uid
 
@@ -57,6 +60,8 @@ def values(m: Mail, key: str, body: Callable[[], str]) -> Iterable[str]:
         return (m.unit,)
     if key == "caller":
         return (e.caller_comm,)
+    if key == "caller_unit":
+        return (e.caller_unit,)
     if key == "uid":
         uid = trusted_uid(e)
         return () if uid is None else (str(uid),)

@@ -8,7 +8,6 @@ No I/O here but the journal's: the HTTP server is ``server.py``.
 from __future__ import annotations
 
 import argparse
-import email.policy
 import itertools
 import os
 import re
@@ -18,7 +17,6 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from email.parser import BytesParser
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
@@ -241,7 +239,7 @@ class Inbox:
 
     def page_mail(self, params: list[tuple[str, str]], mail_id: str) -> Response:
         _, e, raw = self.one(params, mail_id)
-        msg = BytesParser(policy=email.policy.default).parsebytes(raw)
+        msg = render.message(raw)  # the one bounded parse (issue 21)
         assert isinstance(msg, EmailMessage)
         body, attachments = render.readable(msg)
         html_part = _html_part(msg)
@@ -266,7 +264,7 @@ class Inbox:
     def mail_html(self, params: list[tuple[str, str]], mail_id: str) -> Response:
         """The mail's HTML part, for the sandboxed frame only: its CSP runs nothing and loads nothing."""
         _, _, raw = self.one(params, mail_id)
-        msg = BytesParser(policy=email.policy.default).parsebytes(raw)
+        msg = render.message(raw)  # the one bounded parse (issue 21)
         part = _html_part(msg)
         if part is None:
             raise NotFound(f"mail {mail_id} has no HTML part")

@@ -1,0 +1,87 @@
+"""The web inbox under hostile mail (issue 21): uid nobody's 1 MiB and 4 MiB headers of
+encoded words cost each page at most 2 s, and the server at most 200 MiB (its peak
+resident size, VmHWM), under a prlimit cap; nothing answers 500.
+
+Standalone (its own journald and server): it uses tests/web's kit, not its module fixtures.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "reader"))
+import harness
+import readerkit
+from support import wait_until
+
+NOBODY = 65534
+CAP = 200 * 1024 * 1024
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def peak(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM")
+
+
+def get(url: str) -> tuple[int, bytes, float]:
+    t = time.monotonic()
+    try:
+        with urllib.request.urlopen(url, timeout=60) as r:
+            return r.status, r.read(), time.monotonic() - t
+    except urllib.error.HTTPError as e:
+        return e.code, e.read(), time.monotonic() - t
+
+
+@pytest.mark.parametrize("size", [1 << 20, 4 << 20], ids=["1MiB", "4MiB"])
+def test_hostile_headers_cost_the_web_inbox_a_bounded_amount(size: int, journald: harness.Journald,
+                                                            bindir: Path) -> None:
+    unit = b"=?utf-8?q?a?= "
+    mail = b"From: nobody\nTo: root\nSubject: " + unit * (size // len(unit)) + b"\n\nthe body\n"
+    p = subprocess.run([*readerkit.as_user(NOBODY), str(bindir / "sendmail"), "-v", "-t"], input=mail,
+                       capture_output=True, timeout=60, cwd="/")
+    assert p.returncode == 0, p.stderr
+    mail_id = re.search(rb"mail ([0-9a-f]{32})", p.stderr).group(1).decode()  # type: ignore[union-attr]
+    journald.entries(f"MAIL_ID={mail_id}", wait_for=1)
+    port = free_port()
+    proc = subprocess.Popen(["prlimit", f"--data={CAP}", "--", *readerkit.READER, "serve", "--listen",
+                             f"127.0.0.1:{port}"], env=readerkit.ENV, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    try:
+        def up() -> bool:
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    return True
+            except OSError:
+                return False
+
+        wait_until(up, what="journal-mail serve listening")
+        url = f"http://127.0.0.1:{port}"
+        for path in ("/", f"/mail/{mail_id}", f"/mail/{mail_id}/raw", "/api/mails", f"/api/mails/{mail_id}",
+                     "/?q=aaaa", "/stats"):
+            status, body, seconds = get(url + path)
+            assert status == 200, (path, status, body[-1000:])
+            assert seconds <= 2.0, (path, seconds)
+            if path.endswith("/raw"):
+                assert body == mail
+        assert proc.poll() is None
+        assert peak(proc.pid) <= CAP, peak(proc.pid)
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
