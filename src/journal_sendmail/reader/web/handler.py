@@ -12,13 +12,12 @@ import ipaddress
 import socket
 import time
 from http.server import BaseHTTPRequestHandler
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from .app import Response
-from .auth import Busy
-
-if TYPE_CHECKING:
-    from .server import Server
+from ..output import Io
+from .app import Inbox, Response
+from .auth import Busy, Passwords
+from .peers import Readers
 
 HEAD_DEADLINE = 10.0  # seconds for a whole request head (from the wait for it), not per byte
 IO_TIMEOUT = 30.0  # seconds one send may block (a client that reads nothing)
@@ -64,8 +63,21 @@ class HeadReader(_io.RawIOBase):
         return self.sock.recv_into(b)
 
 
+class Served(Protocol):
+    """What a connection's handler needs of ``server.Server`` (named here, not
+    imported: the server imports this module)."""
+
+    inbox: Inbox
+    io: Io
+    passwords: Passwords | None
+    readers: Readers
+    unix: bool
+
+    def peer_uid(self, sock: socket.socket, client_address: Any) -> int | None: ...
+
+
 class Handler(BaseHTTPRequestHandler):
-    server: Server
+    server: Served  # type: ignore[assignment]
     server_version = "journal-mail"
     timeout = IO_TIMEOUT
     sys_version = ""
