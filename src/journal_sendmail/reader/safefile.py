@@ -18,7 +18,7 @@ import os
 import secrets
 import stat
 
-from ..errors import OutputError
+from ..errors import ConfigError, OutputError
 from ..message import write_all
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -220,3 +220,32 @@ def replace_file(path: str, data: bytes, mode: int = 0o600) -> None:
         write_file(dfd, name, data, mode, head)
     finally:
         os.close(dfd)
+
+
+def read_secret(path: str, what: str, mask: int, limit: int) -> bytes:
+    """At most ``limit`` bytes of a file that holds secrets (a relay password, the
+    inbox's password hashes): a regular file, not a link, owned by root or the
+    caller, and none of the mode bits in ``mask`` set (0o177: readable by nobody
+    else; 0o022: writable by nobody else).  ConfigError (exit 78) naming ``what``
+    (the setting) otherwise: whoever can change such a file gets in."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
+    except OSError as e:
+        if os.path.islink(path):
+            raise ConfigError(f"{what} {path}: a symbolic link (name the file itself)") from None
+        raise ConfigError(f"{what} {path}: {e.strerror or e}") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):  # before fdopen, which refuses a directory itself
+        os.close(fd)
+        raise ConfigError(f"{what} {path}: not a regular file")
+    with os.fdopen(fd, "rb") as f:
+        if st.st_uid not in (0, os.geteuid()):
+            raise ConfigError(f"{what} {path}: owned by uid {st.st_uid}, not by root (chown root it)")
+        if st.st_mode & mask:
+            who = "readable" if mask & 0o044 else "writable"
+            raise ConfigError(f"{what} {path}: mode {stat.S_IMODE(st.st_mode):04o}, {who} by group or others "
+                              "(chmod 600 it)")
+        try:
+            return f.read(limit)
+        except OSError as e:
+            raise ConfigError(f"{what} {path}: {e.strerror or e}") from None

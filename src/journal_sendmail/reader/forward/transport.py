@@ -18,7 +18,6 @@ import os
 import smtplib
 import socket
 import ssl
-import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ...errors import ConfigError
+from ..safefile import read_secret
 from .compose import Outgoing, wire_safe
 from .config import Destination
 
@@ -77,25 +76,7 @@ def read_password(path: str, key: str = "password_file") -> str:
     creds = os.environ.get("CREDENTIALS_DIRECTORY")
     if creds and os.path.lexists(os.path.join(creds, os.path.basename(path))):
         path = os.path.join(creds, os.path.basename(path))
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
-    except OSError as e:
-        if os.path.islink(path):
-            raise ConfigError(f"{key} {path}: a symbolic link (name the file itself)") from None
-        raise ConfigError(f"{key} {path}: {e.strerror or e}") from None
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise ConfigError(f"{key} {path}: not a regular file")
-        if st.st_uid not in (0, os.geteuid()):
-            raise ConfigError(f"{key} {path}: owned by uid {st.st_uid}, not by root (chown root it)")
-        if st.st_mode & 0o177:
-            raise ConfigError(f"{key} {path}: mode {stat.S_IMODE(st.st_mode):04o}, readable by group or others "
-                              "(chmod 600 it)")
-        try:
-            line = f.readline(4096)
-        except OSError as e:
-            raise ConfigError(f"{key} {path}: {e.strerror or e}") from None
+    line = read_secret(path, key, 0o177, 4096).split(b"\n", 1)[0]
     return line.decode("utf-8", "replace").rstrip("\r\n")
 
 

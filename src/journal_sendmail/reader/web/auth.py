@@ -12,11 +12,11 @@ import binascii
 import hashlib
 import hmac
 import os
-import stat
 import sys
 import threading
 
 from ...errors import ConfigError
+from ..safefile import read_secret
 
 N, R, P = 2**14, 8, 1  # scrypt's recommended interactive cost: ~16 MiB, ~50 ms
 _MAXMEM = 64 * 1024 * 1024
@@ -65,25 +65,9 @@ class Passwords:
         group or others: whoever can write it can add a user), or that holds a line that is
         not a user."""
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
-        except OSError as e:
-            if os.path.islink(path):
-                raise ConfigError(f"--auth {path}: a symbolic link (name the file itself)") from None
-            raise ConfigError(f"--auth {path}: {e.strerror or e}") from None
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            os.close(fd)
-            raise ConfigError(f"--auth {path}: not a regular file")
-        with os.fdopen(fd, "rb") as f:
-            if st.st_uid not in (0, os.geteuid()):
-                raise ConfigError(f"--auth {path}: owned by uid {st.st_uid}, not by root (chown root it)")
-            if st.st_mode & 0o022:
-                raise ConfigError(f"--auth {path}: mode {stat.S_IMODE(st.st_mode):04o}, writable by group or "
-                                  "others (chmod 600 it)")
-            try:
-                lines = f.read(1 << 20).decode("utf-8").splitlines()
-            except (OSError, UnicodeDecodeError) as e:
-                raise ConfigError(f"--auth {path}: {getattr(e, 'strerror', None) or e}") from None
+            lines = read_secret(path, "--auth", 0o022, 1 << 20).decode("utf-8").splitlines()
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"--auth {path}: {e}") from None
         users: dict[str, tuple[int, int, int, bytes, bytes]] = {}
         for number, line in enumerate(lines, 1):
             if not line.strip() or line.lstrip().startswith("#"):
