@@ -228,7 +228,10 @@ def ensure_root(release: str = SUITE, kind: str = "host") -> Path:
         in_root(tmp, release, f"{_apt(release)} update -q; eatmydata {_apt(release)} install -y -q"
                 f" --no-install-recommends {' '.join(names)}; {_apt(release)} clean", timeout=1800)
         policy.unlink()
-        (tmp / "etc/machine-id").write_text("")
+        # A booted host gets the machine id nspawn passes (--uuid); the suite's
+        # journalds in a dev root need one of their own (a namespace journal
+        # and the runtime journal are kept under it).
+        (tmp / "etc/machine-id").write_text("" if kind == "host" else uuid.uuid4().hex + "\n")
         if kind == "host":
             # no getty on a console nobody reads, no timer starting apt or fstrim mid-test
             for unit in ("console-getty.service", "getty@tty1.service", "apt-daily.timer",

@@ -151,8 +151,9 @@ def test_remove_stops_every_unit(host: Host) -> None:
 
 def test_purge_then_install_again_starts_from_nothing(host: Host, deb: Path) -> None:
     host.sh(PURGE, timeout=300)
-    left = host.sh("ls -d /etc/journal-sendmail.conf /etc/journal-mail /var/lib/journal-mail /var/lib/private/journal-mail"
-                   " /var/spool/journal-sendmail /var/log/journal-sendmail /var/lib/journal-sendmail 2>/dev/null"
+    left = host.sh("ls -d /etc/journal-sendmail.conf /etc/journal-mail /var/lib/journal-mail"
+                   " /var/lib/private/journal-mail /var/spool/journal-sendmail /var/log/journal-sendmail"
+                   " /var/lib/journal-sendmail 2>/dev/null"
                    " || true").stdout.split()
     assert left == []
     assert host.sh("find /etc/systemd -name '*journal-mail*' -o -name '*journal-sendmail*'").stdout.split() == []

@@ -173,7 +173,9 @@ def test_export_mbox_reads_back_in_python_and_mutt(stored: list[bytes], tmp_path
     subprocess.run(
         ["script", "-qc", f"mutt -n -F /dev/null -R -f {box_path} -e 'set folder={tmp_path} quit=yes' "
          "-e 'push <quit>'", str(script)],
-        env={**ENV, "TERM": "xterm", "HOME": str(tmp_path)}, stdout=subprocess.DEVNULL, timeout=30, check=True,
+        # a size of its own: script's terminal has none when CI's stdin is no terminal
+        env={**ENV, "TERM": "xterm", "COLUMNS": "80", "LINES": "24", "HOME": str(tmp_path)},
+        stdout=subprocess.DEVNULL, timeout=30, check=True,
     )  # fmt: skip
     assert f"Msgs:{len(stored)}".encode() in script.read_bytes()
 
