@@ -28,3 +28,16 @@ def test_multipart_defect_is_our_own_check(content_type: bytes, defects: list[st
     found = headers.parse(head)
     assert found.defects == defects
     assert not any("MultipartInvariantViolation" in d for d in found.defects)
+
+
+def test_parts_stay_clear_of_systemd_260s_limit_for_unprivileged_senders() -> None:
+    """systemd 260 and later (forky) keep a non-root sender's entry only up to
+    about 31 MiB and drop a bigger one silently: a mail's parts are 1 MiB by
+    default, and the man pages say why they must stay small."""
+    from journal_sendmail import config
+    from support import ROOT
+
+    assert config.Config().part_size == 1024 * 1024
+    for page in ("journal-sendmail.8", "journal-sendmail.conf.5"):
+        text = (ROOT / "man" / page).read_text()
+        assert "systemd 260" in text and "31 MiB" in text, page

@@ -87,6 +87,9 @@ class Host:
         script = (
             f"hostname {self.name}"
             f" && mount --bind {self.workdir / 'machine-id'} /etc/machine-id"
+            # under systemd-nspawn (tools/release-check) boot_id is nspawn's mount of a deleted
+            # file, and nothing can be mounted on that: take it away first
+            " && { umount /proc/sys/kernel/random/boot_id 2>/dev/null || true; }"
             f" && mount --bind {self.workdir / 'boot_id'} /proc/sys/kernel/random/boot_id"
             f" && exec {JOURNALD} {self.name}"
         )

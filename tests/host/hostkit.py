@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 SANE_PATH = "/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin"
-CACHE = Path("/var/cache/journal-sendmail-tests")
+CACHE = Path(os.environ.get("JOURNAL_SENDMAIL_CACHE", "/var/cache/journal-sendmail-tests"))
 TOP = Path(__file__).resolve().parents[2]
 RELEASES = ("bookworm", "trixie", "forky")
 # The release the booted hosts run (tests/run --release sets it).
