@@ -58,7 +58,7 @@ ServerKeyFile=/etc/ssl/private/journal-remote.pem
 ServerCertificateFile=/etc/ssl/certs/journal-remote.pem
 EOF
 # docs/fleet.md: a log host with systemd 258 or later (forky) offers no compression
-if [ "$(systemctl --version | awk 'NR == 1 {print $2}')" -ge 258 ]; then
+if [ "$(systemctl --version | awk 'NR == 1 {{print $2}}')" -ge 258 ]; then
     echo 'Compression=no' >> /etc/systemd/journal-remote.conf
 fi
 systemctl enable --now systemd-journal-remote.socket
