@@ -8,6 +8,7 @@ order."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -144,7 +145,7 @@ def test_remove_stops_every_unit(host: Host) -> None:
     host.sh("apt-get remove -y -q journal-sendmail bsd-mailx", timeout=300)
     units = (*OPT_IN, "journal-sendmail-flush.path")
     assert {u: a for u, (a, _) in states(host, *units).items()} == {u: "inactive" for u in units}
-    assert not host.sh("pgrep -f journal-mail || true").stdout.strip()
+    assert not host.sh("ps -eo args | grep '[j]ournal-mail ' || true").stdout.strip()
     # remove keeps the configuration
     assert "identifier = mta" in host.sh("cat /etc/journal-sendmail.conf").stdout
 
@@ -197,7 +198,9 @@ def test_upgrade_from_0_1_0(old: Host, deb: Path) -> None:
     old.sh("printf 'Subject: under the new version\\n\\nx\\n' | /usr/sbin/sendmail old@example.org")
     old.wait_for("grep -q 'under the new version' /var/log/journal-sendmail/mail.jsonl", what="the new exporter")
     exported = old.sh("cat /var/log/journal-sendmail/mail.jsonl").stdout
-    assert exported.count("under 0.1.0") == 1, exported  # the cursor was kept: nothing exported twice
+    subjects = [json.loads(line)["subject"] for line in exported.splitlines()]
+    assert subjects.count("under 0.1.0") == 1, subjects  # the cursor was kept: nothing exported twice
+    assert "spooled under 0.1.0" in subjects and "under the new version" in subjects, subjects
     listed = old.sh("journal-mail list --to old@example.org").stdout
     assert "under 0.1.0" in listed and "under the new version" in listed, listed
     old.sh(PURGE, timeout=300)
