@@ -41,3 +41,21 @@ def test_parts_stay_clear_of_systemd_260s_limit_for_unprivileged_senders() -> No
     for page in ("journal-sendmail.8", "journal-sendmail.conf.5"):
         text = (ROOT / "man" / page).read_text()
         assert "systemd 260" in text and "31 MiB" in text, page
+
+
+def test_a_strictly_refused_certificate_says_why() -> None:
+    """Python 3.13 and later verify with VERIFY_X509_STRICT: a private relay CA
+    without keyUsage, accepted on bookworm, is refused on trixie and forky, and
+    the forwarder's error tells the admin what to reissue."""
+    import ssl
+
+    from journal_sendmail.reader.forward import transport
+
+    e = ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")
+    e.verify_message = "CA cert does not include key usage extension"
+    reason = transport._reason(e)
+    assert "CA cert does not include key usage extension" in reason
+    assert "keyUsage keyCertSign" in reason and "strictly" in reason
+    other = ssl.SSLCertVerificationError(1, "certificate verify failed: self-signed certificate")
+    other.verify_message = "self-signed certificate"
+    assert "strictly" not in transport._reason(other)
