@@ -353,7 +353,7 @@ class Host:
             time.sleep(0.05)
         while True:  # systemctl needs PID 1's private socket, made early in the boot
             p = self.sh("systemctl is-system-running --wait", check=False, timeout=timeout)
-            if "Failed to connect to bus" not in p.stderr or time.monotonic() > deadline:
+            if "Failed to connect to" not in p.stderr or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
         if p.stdout.strip() not in ("running", "degraded"):
