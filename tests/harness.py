@@ -66,6 +66,7 @@ def in_host_namespace(cmd: list[str]) -> list[str]:
 def clean_journal_dirs() -> None:
     """An empty journal for the next journald."""
     for d in ("/run/systemd/journal", "/run/log/journal", "/var/log/journal"):
+        os.makedirs(d, exist_ok=True)  # journald 257 removes /run/log/journal after its flush
         subprocess.run(["find", d, "-mindepth", "1", "-delete"], check=True)
 
 

@@ -19,10 +19,13 @@ if TYPE_CHECKING:
     Reader = Callable[[int], bytes]
 
 
-try:  # the C module directly: hashlib's start-up costs ~2.5 ms
+try:  # the C module directly: hashlib's start-up (OpenSSL) costs ~2.5-3.5 ms
     from _sha256 import sha256  # type: ignore[import-not-found,unused-ignore]
-except ImportError:  # pragma: no cover - Python 3.12 renamed it
-    from hashlib import sha256
+except ImportError:  # pragma: no cover - Python 3.12 renamed it (trixie, forky)
+    try:
+        from _sha2 import sha256  # type: ignore[import-not-found,no-redef,unused-ignore]
+    except ImportError:
+        from hashlib import sha256
 
 READ_SIZE = 256 * 1024
 

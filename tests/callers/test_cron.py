@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import quopri
 import socket
 import subprocess
 from collections.abc import Callable
@@ -34,7 +35,11 @@ def test_cron_reboot_job_mail(user: User, mails: Callable[..., list[dict]]) -> N
     assert entry["MAIL_TO"].replace(b" ", b"") == b"a@x,b@y"  # the header, decoded
     host = socket.gethostname().encode()
     assert entry["MAIL_SUBJECT"] == b"Cron <" + user.name.encode() + b"@" + host + b"> " + JOB.encode()
-    assert body(entry["MAIL_RAW"]) == OUTPUT
+    sent = body(entry["MAIL_RAW"])
+    head = b"\n" + entry["MAIL_RAW"][: -len(sent)].lower()
+    if b"\ncontent-transfer-encoding: quoted-printable" in head:
+        sent = quopri.decodestring(sent)  # trixie's cron (3.0pl1-197 and later) sends its bodies so
+    assert sent == OUTPUT
     assert "MAIL_AFTER_DOT" not in entry  # -i: the lone dot is data
     assert entry["MAIL_CALLER_COMM"] == b"cron"
     assert entry["_UID"] == str(user.uid).encode()

@@ -186,10 +186,12 @@ def make_ca(d: Path) -> tuple[Path, Path, Path]:
     def run(*a: str) -> None:
         subprocess.run(["openssl", *a], check=True, capture_output=True, cwd=d, timeout=60)
 
+    # keyUsage on the CA, key identifiers on the server: Python 3.13 verifies strictly (VERIFY_X509_STRICT)
     run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-        "-subj", "/CN=journal-mail test CA")
+        "-subj", "/CN=journal-mail test CA", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
     run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "key.pem", "-out", "req.csr", "-subj", "/CN=localhost")
-    (d / "ext.cnf").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    (d / "ext.cnf").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n"
+                               "authorityKeyIdentifier=keyid,issuer\nsubjectKeyIdentifier=hash\n")
     run("x509", "-req", "-in", "req.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "cert.pem",
         "-days", "2", "-extfile", "ext.cnf")
     return d / "ca.pem", d / "cert.pem", d / "key.pem"

@@ -64,4 +64,4 @@ def test_the_unit_is_understood_by_systemd(tmp_path: Path) -> None:
     p = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and "journal-mail-forward.service" not in p.stderr, p.stderr
     rules = (ROOT / "debian" / "rules").read_text()
-    assert "dh_installsystemd --no-enable --no-start journal-mail-forward.service" in rules
+    assert "dh_installsystemd --name=journal-mail-forward --no-enable journal-mail-forward.service" in rules

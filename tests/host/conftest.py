@@ -51,14 +51,16 @@ BootFn = Callable[..., Host]
 
 @pytest.fixture(scope="module")
 def boot(deb: Path, host_root: Path, netns: NetNS) -> Iterator[BootFn]:
-    """boot(name, binds={}) -> a booted Host with the .deb installed over exim4;
-    every host is stopped (by its PID) when the module ends."""
+    """boot(name, binds={}, install=True) -> a booted Host with the .deb
+    installed over exim4 (with install=False, exim4 still in place); every host
+    is stopped (by its PID) when the module ends."""
     hosts: list[Host] = []
 
-    def make(name: str, binds: dict[str, str] | None = None) -> Host:
+    def make(name: str, binds: dict[str, str] | None = None, install: bool = True) -> Host:
         h = Host(name, host_root, netns, {str(deb.parent): "/mnt/deb", **(binds or {})})
         hosts.append(h)
-        h.sh(f"apt-get install -y -q --no-install-recommends /mnt/deb/{deb.name}", timeout=300)
+        if install:
+            h.sh(f"apt-get install -y -q --no-install-recommends /mnt/deb/{deb.name}", timeout=300)
         return h
 
     try:

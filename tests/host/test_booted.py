@@ -244,7 +244,11 @@ def test_purge_leaves_nothing(host: Host, deb: Path) -> None:
         path = name.split(" -> ")[0].removeprefix(".").rstrip("/")
         if not mode.startswith("d") or "journal-sendmail" in path.rsplit("/", 1)[-1]:
             paths.append(path)
-    host.sh("apt-get purge -y -q journal-sendmail", timeout=300)
+    # bsd-mailx (in the root: an admin's mail(1)) needs an MTA: apt 3 (forky) would install exim4
+    # to keep it, apt 2 removes it; an admin names both
+    host.sh("apt-get purge -y -q journal-sendmail bsd-mailx", timeout=300)
+    assert host.sh("dpkg-query -W -f '${db:Status-Abbrev}' exim4-daemon-light 2>/dev/null || true"
+                   ).stdout.strip() in ("", "un", "rc")
     assert host.sh("dpkg-query -W -f '${db:Status-Abbrev}' journal-sendmail 2>/dev/null || true").stdout.strip() \
         in ("", "un")
     left = host.sh("for p in " + " ".join(paths) + " /var/spool/journal-sendmail /var/log/journal-sendmail"

@@ -49,9 +49,22 @@ def test_conffiles(unpacked: Path) -> None:
     ]
 
 
+OPT_IN = ("journal-sendmail-export.service", "journal-mail-index.service", "journal-mail-forward.service",
+          "journal-mail-web.service")
+
+
+def unit_dir(unpacked: Path) -> Path:
+    """Where this release's debhelper put the units: lib/ on bookworm, usr/lib/
+    on trixie and later (the /usr merge)."""
+    found = [d for d in (unpacked / "lib/systemd/system", unpacked / "usr/lib/systemd/system") if d.is_dir()]
+    assert len(found) == 1, found
+    return found[0]
+
+
 def test_units_flusher_started_exporter_not(unpacked: Path) -> None:
-    """Which units get enabled is checked on a real install (test_exim4)."""
-    units = sorted(p.name for p in (unpacked / "lib/systemd/system").iterdir())
+    """Which units get enabled and restarted is checked on a real install and
+    upgrade (tests/host/test_lifecycle.py)."""
+    units = sorted(p.name for p in unit_dir(unpacked).iterdir())
     assert units == [
         "journal-mail-forward.service",
         "journal-mail-index.service",
@@ -61,13 +74,21 @@ def test_units_flusher_started_exporter_not(unpacked: Path) -> None:
         "journal-sendmail-flush.service",
     ]
     postinst = (unpacked / "DEBIAN/postinst").read_text()
+    # enabled on install: the flusher only; the opt-in units only when the admin had enabled them
+    enabled = re.findall(r"^\t+deb-systemd-helper enable '([\w.-]+)'", postinst, re.M)
+    assert set(enabled) == {"journal-sendmail-flush.path", "journal-sendmail-flush.service", *OPT_IN}, postinst
+    for unit in OPT_IN:
+        assert f"deb-systemd-helper debian-installed '{unit}'" in postinst, unit
+    # started on install, restarted on upgrade: deb-systemd-invoke starts only enabled units
     started = set(re.findall(r"deb-systemd-invoke \$_dh_action '?([\w.-]+)", postinst))
-    assert started == {"journal-sendmail-flush.path"}, postinst
+    assert started == {"journal-sendmail-flush.path", *OPT_IN}, postinst
+    prerm = (unpacked / "DEBIAN/prerm").read_text()
+    stopped = set(re.findall(r"deb-systemd-invoke stop '?([\w.-]+)", prerm))
+    assert stopped == {"journal-sendmail-flush.path", *OPT_IN}, prerm
     # Enabled by the admin or not, the exporter, the indexer, the forwarder and the web inbox are disabled
     # again on purge.
     postrm = (unpacked / "DEBIAN/postrm").read_text()
-    for unit in ("journal-sendmail-export.service", "journal-mail-index.service", "journal-mail-forward.service",
-                 "journal-mail-web.service"):
+    for unit in OPT_IN:
         assert unit in postrm, unit
 
 

@@ -131,7 +131,8 @@ class Exporter:
         out = []
         for f in files or (self.log,):
             if f.exists():
-                out += [json.loads(line)["subject"] for line in f.read_text().splitlines()]
+                # whole lines only: the exporter may be writing the last one right now
+                out += [json.loads(line)["subject"] for line in f.read_text().split("\n")[:-1]]
         return out
 
 

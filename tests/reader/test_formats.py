@@ -171,7 +171,10 @@ def test_export_mbox_reads_back_in_python_and_mutt(stored: list[bytes], tmp_path
         pytest.skip("mutt is not installed (tests/run installs it)")
     script = tmp_path / "typescript"
     subprocess.run(
-        ["script", "-qc", f"mutt -n -F /dev/null -R -f {box_path} -e 'set folder={tmp_path} quit=yes' "
+        # a size of its own: script's terminal has none (0x0) when CI's stdin is no terminal, and
+        # trixie's mutt then refuses to start ("Error opening terminal")
+        ["script", "-qc", "stty rows 24 cols 80; "
+         f"mutt -n -F /dev/null -R -f {box_path} -e 'set folder={tmp_path} quit=yes' "
          "-e 'push <quit>'", str(script)],
         env={**ENV, "TERM": "xterm", "HOME": str(tmp_path)}, stdout=subprocess.DEVNULL, timeout=30, check=True,
     )  # fmt: skip

@@ -54,7 +54,10 @@ class Serve:
             with urllib.request.urlopen(req, timeout=30) as r:
                 return r.status, dict(r.headers.items()), r.read()
         except urllib.error.HTTPError as e:
-            return e.code, dict(e.headers.items()), e.read()
+            try:
+                return e.code, dict(e.headers.items()), e.read()
+            finally:
+                e.close()  # Python 3.14: an unclosed HTTPError is a ResourceWarning
 
 
 def start_serve(*args: str, user: int | None = None, prefix: list[str] | None = None,

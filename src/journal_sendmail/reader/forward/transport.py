@@ -15,6 +15,7 @@ and bytes, so endless ``250-`` lines cost no memory.
 from __future__ import annotations
 
 import os
+import re
 import smtplib
 import socket
 import ssl
@@ -227,7 +228,15 @@ def _reason(e: BaseException, watchdog: Watchdog | None = None, seconds: float =
         return "timed out"
     if isinstance(e, ConnectionRefusedError):
         return "connection refused"
+    if isinstance(e, ssl.SSLCertVerificationError) and _STRICT_ONLY.search(e.verify_message or ""):
+        # Python 3.13+ verifies with VERIFY_X509_STRICT: a private CA that worked on 3.11 fails here
+        return (f"certificate verify failed: {e.verify_message} (this Python checks certificates"
+                " strictly, RFC 5280: a CA certificate needs keyUsage keyCertSign, a server"
+                " certificate an Authority Key Identifier; reissue them)")
     return str(e) or type(e).__name__
+
+
+_STRICT_ONLY = re.compile(r"key usage|key identifier|basic constraints", re.I)
 
 
 @dataclass
