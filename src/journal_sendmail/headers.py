@@ -23,7 +23,7 @@ ADDRESSES_MAX = 10_000  # addresses read from the address headers
 
 TYPE_CHECKING = False  # typing is not imported on the sender's path
 if TYPE_CHECKING:
-    from email.message import EmailMessage
+    from email.message import Message
 
 # Headers recorded as MAIL_<NAME> fields, by lower-case name.
 RECORDED = {
@@ -543,7 +543,7 @@ def _multipart_quirk(defect: object) -> bool:
     return type(defect).__name__ == "MultipartInvariantViolationDefect"
 
 
-def _multipart_defects(msg: EmailMessage) -> list[str]:
+def _multipart_defects(msg: Message) -> list[str]:
     """Our own check of a multipart Content-Type: it needs a boundary (RFC 2046 5.1.1)."""
     try:
         if msg.get_content_maintype() != "multipart" or msg.get_boundary():
