@@ -185,12 +185,16 @@ def selected(args: argparse.Namespace, io: Io, reader: Any, filters: Filters, re
     else:
         body = grep_body(args) if filters.grep else None
         late, entries = query.central(reader, filters, limit(args.lines), reverse, body)
+    late_note(io, args, late)
+    return entries
+
+
+def late_note(io: Io, args: argparse.Namespace, late: int) -> None:
     if late and not args.quiet:
         io.say(
             f"note: {late} mail(s) arrived after mail that their senders stamped later (hosts' clocks "
             "differ, or a host uploaded late); shown in the order of the senders' clocks"
         )
-    return entries
 
 
 def _from_index(args: argparse.Namespace, filters: Filters, reverse: bool, central: bool,
@@ -403,8 +407,8 @@ def cmd_stats(args: argparse.Namespace, io: Io) -> int:
     damaged = Damaged()
     units = Units()
     rows = None
-    if not args.no_index and args.directory is None and not args.file:
-        rows = stats_from_index(args, filters, damaged, units)
+    if not args.no_index:
+        rows = stats_from_index(args, filters, damaged, units, io)
     if rows is None:
         entries = units.seen(damaged.counted(selected(args, io, reader, filters, False), skip=True))
         rows = render.stats_rows(entries, args.by, args.sort)
@@ -422,7 +426,7 @@ def cmd_stats(args: argparse.Namespace, io: Io) -> int:
 
 
 def stats_from_index(args: argparse.Namespace, filters: Filters, damaged: Damaged,
-                      units: Units) -> list[tuple[str, int, int]] | None:
+                      units: Units, io: Io | None = None) -> list[tuple[str, int, int]] | None:
     """The stats counted by the index in SQL (None: no index, or a filter that needs each mail)."""
     source = source_of(args)
     idx = index.open_for_reading(source)
@@ -436,8 +440,10 @@ def stats_from_index(args: argparse.Namespace, filters: Filters, damaged: Damage
         idx.close()
     if found is None:
         return None
-    rows, damaged.count, seen = found
+    rows, damaged.count, seen, late = found
     units.units.update(seen)
+    if io is not None:
+        late_note(io, args, late)
     return rows
 
 
