@@ -31,7 +31,8 @@ Exact under change, by construction:
 
 Bodies: the readable body (what ``--grep`` searches) is kept up to
 BODY_MAX characters in an FTS5 trigram table that pre-filters ``-g`` and
-``--subject`` by the longest literal their regular expression requires; the
+``--subject`` by the longest literal their regular expression requires, and
+the web's search by its words (in all three columns: subject, body, who); the
 regular expression still decides, on the stored body when it is complete,
 else on the body read back from the journal (a longer body is still found).
 """
@@ -57,7 +58,7 @@ from .entry import SIZE_MAX, MailEntry, count, to_entry
 from .filters import Filters
 
 INDEX_DIR = "/var/lib/journal-mail/index"
-SCHEMA_VERSION = 6  # 5: uid is the spool owner, writer_uid, unit trusted; 6: first, copies, late (central order)
+SCHEMA_VERSION = 6  # 5: uid is the spool owner, writer_uid, unit trusted; 6: first, copies, late, fts.who
 BODY_MAX = 16 * 1024  # characters of body kept for search
 BATCH = 20000  # rows per transaction (bigger ones make fewer, larger full-text segments to merge)
 HEADER = 200  # bytes of a journal file's header read for its id and entry count
@@ -82,7 +83,7 @@ CREATE TABLE mails (
     late INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE rcpt (mail INTEGER NOT NULL, addr TEXT NOT NULL, how INTEGER NOT NULL,
                    PRIMARY KEY (mail, addr)) WITHOUT ROWID;
-CREATE VIRTUAL TABLE fts USING fts5(subject, body, tokenize = 'trigram case_sensitive 0', detail = column);
+CREATE VIRTUAL TABLE fts USING fts5(subject, body, who, tokenize = 'trigram case_sensitive 0', detail = column);
 CREATE TABLE agg (file INTEGER NOT NULL, kind TEXT NOT NULL, by TEXT NOT NULL, key TEXT NOT NULL,
                   mails INTEGER NOT NULL, bytes INTEGER NOT NULL, PRIMARY KEY (file, kind, by, key)) WITHOUT ROWID;
 CREATE TABLE seqs (file INTEGER NOT NULL, seqnum_id TEXT NOT NULL, PRIMARY KEY (file, seqnum_id)) WITHOUT ROWID;
@@ -230,6 +231,13 @@ def open_for_reading(source: Any) -> Index | None:
     return idx
 
 
+def usable(source: Any) -> bool:
+    idx = open_for_reading(source)
+    if idx is not None:
+        idx.close()
+    return idx is not None
+
+
 # -- building ---------------------------------------------------------------------
 
 
@@ -244,6 +252,14 @@ def entry_from(text: str) -> MailEntry:
     e = MailEntry(**d)
     e.username = name_of(e.uid)
     return e
+
+
+def search_fields(e: MailEntry) -> tuple[str, ...]:
+    """What the web's search (``?q=``) looks at besides the body; the index keeps all but the
+    subject (its own column) in ``fts.who``."""
+    h = e.headers
+    return (e.subject, h.get("from", ""), h.get("to", ""), h.get("cc", ""), e.envelope_from, ",".join(e.recipients),
+            e.hostname, e.caller_comm, e.unit)
 
 
 def copy_key(d: dict[str, Any], cursor: str) -> str:
@@ -415,8 +431,9 @@ class Builder:
                        "unit, spooled, size, damaged, body_complete, entry, first, late) VALUES "
                        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        [(i, *row[:24], *mark) for i, row, mark in zip(ids, rows, marks, strict=True)])
-        db.executemany("INSERT INTO fts (rowid, subject, body) VALUES (?, ?, ?)",
-                       [(i, row[13], row[24]) for i, row in zip(ids, rows, strict=True)])
+        db.executemany("INSERT INTO fts (rowid, subject, body, who) VALUES (?, ?, ?, ?)",
+                       [(i, row[13], row[24], "\n".join(search_fields(row[-1])[1:]))
+                        for i, row in zip(ids, rows, strict=True)])
         db.executemany("INSERT INTO rcpt VALUES (?, ?, ?)",
                        [(i, a, h) for i, row in zip(ids, rows, strict=True) for a, h in row[25].items()])
         db.executemany("INSERT INTO agg VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (file, kind, by, key) DO UPDATE SET "

@@ -7,6 +7,8 @@ the order a scan gives, so the answers are the scan's (see index.py).
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import heapq
 import itertools
 import re
@@ -33,6 +35,7 @@ from .index import (
     file_reader,
     first_value,
     parse_cursor,
+    search_fields,
 )
 
 
@@ -146,8 +149,10 @@ def required_literal(pattern: re.Pattern[str]) -> str | None:
 class Answer:
     """The index's answer to one query, merged with the journal's tail."""
 
-    def __init__(self, idx: Index, source: Any, filters: Filters, open_parts: Callable[[], Any]) -> None:
+    def __init__(self, idx: Index, source: Any, filters: Filters, open_parts: Callable[[], Any],
+                 search: str | None = None) -> None:
         self.idx, self.source, self.filters, self.open_parts = idx, source, filters, open_parts
+        self.search = search
         now = current_files(source)
         files = {(f.dev, f.ino, f.file_id): f for f in now}
         order = {(f.dev, f.ino, f.file_id): n for n, f in enumerate(now)}
@@ -215,6 +220,9 @@ class Answer:
                             "UNION ALL SELECT id FROM mails WHERE body_complete = 0)")
                 sql.append(cond)
                 args.append(like)
+        if text and _searchable(self.search):
+            sql.append(f"m.id IN ({_SEARCH})")
+            args.extend([_phrase(self.search)] * 3)
         return " AND ".join(sql), args
 
     def _body_sql(self) -> str:
@@ -253,6 +261,9 @@ class Answer:
             if column == "body":
                 q += " UNION ALL SELECT id FROM mails WHERE body_complete = 0"
             ids = {i for (i,) in self.idx.db.execute(q, (f"%{literal}%",))}
+            found = ids if found is None else found & ids
+        if _searchable(self.search):
+            ids = {i for (i,) in self.idx.db.execute(_SEARCH, [_phrase(self.search)] * 3)}
             found = ids if found is None else found & ids
         return found
 
@@ -312,7 +323,36 @@ class Answer:
         return searchable_body(e, self.open_parts)
 
     def keep(self, row: Row) -> bool:
-        return wanted(row.entry, self.filters, lambda e: self.body(row))
+        return wanted(row.entry, self.filters, lambda e: self.body(row)) and (
+            self.search is None or search_matches(row.entry, self.search, lambda: self.body(row)))
+
+
+_SEARCH = ("SELECT rowid FROM fts WHERE subject LIKE ? UNION SELECT rowid FROM fts WHERE body LIKE ? "
+           "UNION SELECT rowid FROM fts WHERE who LIKE ? UNION SELECT id FROM mails WHERE body_complete = 0")
+
+
+def _searchable(q: str | None) -> bool:
+    """Can the trigram index narrow the search for ``q``?  Only for ASCII (its case folding is
+    then casefold()'s) of at least three characters (a trigram), without LIKE's own ``%_``."""
+    return q is not None and len(q) >= 3 and q.isascii() and not set(q) & set("%_")
+
+
+def _phrase(q: str | None) -> str:
+    return f"%{q}%"
+
+
+def search_matches(e: MailEntry, q: str, body: Callable[[], str]) -> bool:
+    """The web's search (``?q=``): does ``q`` occur, in any case, in the subject, from, to, cc,
+    envelope sender, recipients, host, caller, unit or body?"""
+    needle = q.casefold()
+    return any(needle in f.casefold() for f in search_fields(e)) or needle in body().casefold()
+
+
+def searched(entries: Iterable[MailEntry], q: str | None, body: Callable[[MailEntry], str]) -> Iterator[MailEntry]:
+    """``entries`` the search ``q`` finds (all with None)."""
+    for e in entries:
+        if q is None or search_matches(e, q, functools.partial(body, e)):
+            yield e
 
 
 def fetch(open_reader: Callable[[], Any], e: MailEntry) -> MailEntry | None:
@@ -328,7 +368,7 @@ def fetch(open_reader: Callable[[], Any], e: MailEntry) -> MailEntry | None:
 
 
 def mails(idx: Index, source: Any, filters: Filters, open_parts: Callable[[], Any], lines: int | None,
-          reverse: bool, central: bool) -> tuple[int, Iterator[MailEntry]]:
+          reverse: bool, central: bool, search: str | None = None) -> tuple[int, Iterator[MailEntry]]:
     """What ``query.mails`` (or ``query.central`` with ``central``) gives, from the index and the
     journal's tail: (late count, entries without their raw bytes).
 
@@ -336,7 +376,7 @@ def mails(idx: Index, source: Any, filters: Filters, open_parts: Callable[[], An
     is given (IndexError_: then scan); the entries are then streamed.
     """
     try:
-        ans = Answer(idx, source, filters, open_parts)
+        ans = Answer(idx, source, filters, open_parts, search)
         tail = ans.tail()
         if central:
             return _central(ans, tail, lines, reverse)
@@ -379,7 +419,7 @@ def _central_tail(ans: Answer, tail: list[Row]) -> tuple[list[Row], set[int], di
     copies the tail adds to index rows, the rows of mails the index has no copy of).  Each tail
     row's ``copies`` and ``late`` are set."""
     db, plain = ans.idx.db, ans._where(text=False)
-    filtered = not (_unfiltered(ans.filters) and not ans.filters.refused)
+    filtered = not _only_text(ans.filters)
     highest: dict[str, int] = {}
     for r in sorted(tail, key=lambda r: (r.key[0], r.key[1])):  # late: as query.central says
         if r.key[0] not in highest:
@@ -425,7 +465,7 @@ def _late(ans: Answer, shown: list[Row], hidden: set[int]) -> int:
     """How many of the mails the index holds (text filters aside) are ``late`` (query.central)."""
     db = ans.idx.db
     where, args = ans._where(text=False)
-    if _unfiltered(ans.filters) and not ans.filters.refused:
+    if _only_text(ans.filters):
         late = {i for (i,) in db.execute(f"SELECT m.id FROM mails m WHERE {where} AND m.first > 0 AND m.late = 1",
                                          args)}
     else:  # late among the mails these filters take, as the scan sees them
@@ -532,6 +572,11 @@ def _unfiltered(f: Filters) -> bool:
     return (f.since is None and f.until is None and f.subject is None and f.grep is None
             and not (f.senders or f.recipients or f.uids or f.callers or f.units or f.caller_units
                      or f.hosts or f.boots or f.mail_ids or f.spooled))
+
+
+def _only_text(f: Filters) -> bool:
+    """No filter but ``--subject`` and ``-g`` (which ``late`` does not look at): the index's flag answers."""
+    return _unfiltered(dataclasses.replace(f, subject=None, grep=None)) and not f.refused
 
 
 def _stats_counted(ans: Answer, by: str, refused: bool) -> tuple[dict[str, list[int]], int]:
