@@ -476,6 +476,8 @@ def _regroup(db: sqlite3.Connection, keys: Iterable[str]) -> None:
     written into two files (the same boot, monotonic and wall-clock time and hash: sd-journal
     shows it once) is one: ``first`` is then 2 and the reader shows the copy in the file
     sd-journal lists first."""
+    acc: dict[tuple[int, str, str, str], list[int]] = {}
+    marks = []
     for key in set(keys):
         rows = db.execute(f"SELECT id, file, kind, first, copies, entry, seqnum_id, boot, monotonic, realtime, xor "
                           f"FROM mails WHERE copy_key = ? ORDER BY {', '.join(ORDER)}", (key,)).fetchall()
@@ -485,14 +487,18 @@ def _regroup(db: sqlite3.Connection, keys: Iterable[str]) -> None:
         lead = 2 if any(r[7:] == rows[0][7:] and r[6] != rows[0][6] for r in rows) else 1
         for k, (id_, fid, kind, first, copies, entry, *_) in enumerate(rows):
             if (k == 0) != bool(first):
-                e = entry_from(entry)
-                sign = 1 if k == 0 else -1
-                db.executemany("INSERT INTO agg VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (file, kind, by, key) DO UPDATE "
-                               "SET mails = mails + excluded.mails, bytes = bytes + excluded.bytes",
-                               [(fid, kind, by, g, sign, sign * e.size) for by, g in _groups(e)])
+                e, sign = entry_from(entry), 1 if k == 0 else -1
+                for by, g in _groups(e):
+                    slot = acc.setdefault((fid, kind, by, g), [0, 0])
+                    slot[0] += sign
+                    slot[1] += sign * e.size
             mark = (lead, n) if k == 0 else (0, 0)
             if (first, copies) != mark:
-                db.execute("UPDATE mails SET first = ?, copies = ? WHERE id = ?", (*mark, id_))
+                marks.append((*mark, id_))
+    db.executemany("UPDATE mails SET first = ?, copies = ? WHERE id = ?", marks)
+    db.executemany("INSERT INTO agg VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (file, kind, by, key) DO UPDATE "
+                   "SET mails = mails + excluded.mails, bytes = bytes + excluded.bytes",
+                   [(*k, n, size) for k, (n, size) in acc.items()])
 
 
 def distinct(entries: Iterable[tuple[str, tuple[Any, ...]]]) -> int:
@@ -569,16 +575,19 @@ def file_reader(path: str, cursor: str | None, filters: Filters | None = None) -
     from .query import Source, apply_matches, open_reader
 
     reader = open_reader(Source(files=(path,)))
-    if filters is None:
+    if cursor:  # placed first, then the matches (the cursor's entry need not match the filters)
         for mid in (MSG_MAIL, MSG_REFUSED):
             reader.add_match(f"MESSAGE_ID={mid}".encode())
-    else:
-        apply_matches(reader, filters)
-    if cursor:
         reader.seek_cursor(cursor)
         if not reader._next(1) or not reader.test_cursor(cursor):
             reader.close()
             raise IndexError_(f"{path}: the indexed cursor is no longer there")
     else:
         reader.seek_head()
+    if filters is None:
+        reader.flush_matches()
+        for mid in (MSG_MAIL, MSG_REFUSED):
+            reader.add_match(f"MESSAGE_ID={mid}".encode())
+    else:
+        apply_matches(reader, filters)
     return reader
