@@ -226,7 +226,8 @@ class Answer:
         return " AND ".join(sql), args
 
     def _body_sql(self) -> str:
-        return ", (SELECT body FROM fts WHERE rowid = m.id)" if self.filters.grep is not None else ", NULL"
+        wanted = self.filters.grep is not None or self.search is not None
+        return ", (SELECT body FROM fts WHERE rowid = m.id)" if wanted else ", NULL"
 
     def rows(self, order: str = "") -> Iterator[Row]:
         yield from self.rows_where(*self._where(), order)
