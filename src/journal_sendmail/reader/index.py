@@ -92,12 +92,16 @@ CREATE INDEX mails_realtime ON mails (realtime);
 CREATE INDEX mails_file ON mails (file, pos);
 CREATE INDEX mails_uid ON mails (uid);
 CREATE INDEX mails_caller ON mails (caller_comm);
-CREATE INDEX mails_order ON mails (sent, realtime, boot, monotonic, seqnum_id, seqnum) WHERE first > 0;
-CREATE INDEX mails_copy ON mails (copy_key);
-CREATE INDEX mails_seq ON mails (seqnum_id, seqnum);
 CREATE INDEX mails_incomplete ON mails (body_complete) WHERE body_complete = 0;
 CREATE INDEX rcpt_addr ON rcpt (addr, mail);
 """
+
+
+CENTRAL = """
+CREATE INDEX mails_order ON mails (sent, realtime, boot, monotonic, seqnum_id, seqnum) WHERE first > 0;
+CREATE INDEX mails_copy ON mails (copy_key);
+CREATE INDEX mails_seq ON mails (seqnum_id, seqnum);
+"""  # a directory's or files' index: the central order, copies, late (indexed._central)
 
 
 class IndexError_(Exception):
@@ -318,7 +322,7 @@ class Builder:
             db = connect(new, write=True)
         finally:
             os.umask(old)
-        db.executescript(SCHEMA)
+        db.executescript(SCHEMA + (CENTRAL if self.central else ""))
         db.execute("INSERT INTO fts (fts, rank) VALUES ('automerge', 8)")  # fewer, larger merges while indexing
         db.executemany("INSERT INTO meta VALUES (?, ?)",
                        [("schema", str(SCHEMA_VERSION)), ("source", describe(self.source)),
