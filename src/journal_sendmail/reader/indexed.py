@@ -505,9 +505,9 @@ def _central(ans: Answer, tail: list[Row], lines: int | None, reverse: bool) -> 
                 r.entry.duplicates = r.copies
                 yield r.entry
 
-    if not newest_first:
+    if lines is None:  # streamed, oldest or newest first: a page costs a page
         return late, gen(merged)
-    chosen = list(itertools.islice(gen(merged), lines) if lines is not None else gen(merged))
+    chosen = list(itertools.islice(gen(merged), lines))
     return late, iter(chosen if reverse else chosen[::-1])
 
 
