@@ -155,7 +155,7 @@ class Answer:
         self.search = search
         now = current_files(source)
         files = {(f.dev, f.ino, f.file_id): f for f in now}
-        order = {(f.dev, f.ino, f.file_id): n for n, f in enumerate(now)}
+        self.order = order = {(f.dev, f.ino, f.file_id): n for n, f in enumerate(now)}
         self.rank: dict[int, int] = {}  # index file id -> place among the files now
         self.live: list[int] = []  # index file ids still there
         self.all_live = True  # no indexed file vacuumed (and not yet pruned)
@@ -294,8 +294,7 @@ class Answer:
 
     def tail(self) -> list[Row]:
         """What the journal has that the index does not, read now."""
-        out = []
-        ranks = {(f.dev, f.ino, f.file_id): n for n, f in enumerate(current_files(self.source))}
+        out, ranks = [], self.order
         for f, cursor, pos in self.tails:
             reader = file_reader(f.path, cursor, self.filters)
             try:
