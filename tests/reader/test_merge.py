@@ -31,7 +31,7 @@ def entries(host: int, n: int, start: int, step: int, rng: random.Random) -> lis
         sent = start + (i // 2 if rng.random() < 0.2 else i) * step  # ties in the sender's stamp
         out.append([(b"__REALTIME_TIMESTAMP", str(sent + host * 86_400_000_000).encode()),
                     (b"__MONOTONIC_TIMESTAMP", str(1000 + i).encode()), (b"_BOOT_ID", boot),
-                    (b"_HOSTNAME", f"h{host}".encode()), (b"_UID", b"0"), (b"MESSAGE", f"mail {i} of {host}".encode()),
+                    (b"_HOSTNAME", f"host-{host}".encode()), (b"_UID", b"0"), (b"MESSAGE", f"mail {i} of {host}".encode()),
                     (b"MESSAGE_ID", MAIL), (b"MAIL_ID", f"{host:016x}{i:016x}".encode()),
                     (b"_SOURCE_REALTIME_TIMESTAMP", str(sent).encode())])
     return out
@@ -95,7 +95,7 @@ def test_the_lazy_merge_is_the_scans_order(fleet: tuple[Path, list[list[tuple[by
     remote(export(more[10:14]), d / "remote-h3.journal")
     a, b = both(d, Filters(), lines, reverse)
     assert a == b
-    a, b = both(d, Filters(hosts=("h3",)), lines, reverse)
+    a, b = both(d, Filters(hosts=("host-3",)), lines, reverse)
     assert a == b and (a or lines == 0)
     if lines is None:
         assert sum(n for _, n in a) == 4  # the copies the tail added to h3's indexed mails
@@ -104,10 +104,38 @@ def test_the_lazy_merge_is_the_scans_order(fleet: tuple[Path, list[list[tuple[by
 def test_copies_are_one_mail_and_one_entry_in_two_files_is_one(fleet: tuple[Path, Any]) -> None:
     d, _ = fleet
     build(d)
-    a, b = both(d, Filters(hosts=("h1",)), None, False)
+    a, b = both(d, Filters(hosts=("host-1",)), None, False)
     assert a == b and len(a) == 30 and sum(n for _, n in a) == 4
-    a, b = both(d, Filters(hosts=("h2",)), None, False)
+    a, b = both(d, Filters(hosts=("host-2",)), None, False)
     assert a == b and len(a) == 30 and sum(n for _, n in a) == 0
+
+
+@pytest.mark.parametrize("dense", [5, 10**9], ids=["row-by-row", "set"])
+@pytest.mark.parametrize("q", ["HOST-3", "host-", "nowhere-at-all", "st"])
+def test_the_search_through_the_index_is_the_scans(fleet: tuple[Path, Any], monkeypatch: pytest.MonkeyPatch,
+                                                    dense: int, q: str) -> None:
+    """The web's search from the index (its full-text set, or row by row in order when the
+    word is in many mails) finds what the scan finds, in the same order."""
+    d, _ = fleet
+    build(d)
+    monkeypatch.setattr(indexed, "DENSE", dense)
+    source = query.Source(directory=str(d))
+    idx = index.open_for_reading(source)
+    assert idx is not None
+    try:
+        for lines, reverse in [(None, True), (7, False)]:
+            _, got = indexed.mails(idx, source, Filters(), lambda: query.open_reader(source), lines, reverse, True, q)
+            reader = query.open_reader(source)
+            try:
+                _, scanned = query.central(reader, Filters(), None, reverse)
+                want = [e.cursor for e in indexed.searched(scanned, q, lambda e: e.text or "")]
+            finally:
+                reader.close()
+            if lines is not None:
+                want = want[-lines:] if not reverse else want[:lines]
+            assert [e.cursor for e in got] == want and (want or q == "nowhere-at-all")
+    finally:
+        idx.close()
 
 
 def test_distinct_counts_what_sd_journal_shows() -> None:

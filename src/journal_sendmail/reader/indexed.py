@@ -153,6 +153,7 @@ class Answer:
                  search: str | None = None) -> None:
         self.idx, self.source, self.filters, self.open_parts = idx, source, filters, open_parts
         self.search = search
+        self.dense: bool | None = None  # does the search find DENSE mails or more?
         now = current_files(source)
         files = {(f.dev, f.ino, f.file_id): f for f in now}
         self.order = order = {(f.dev, f.ino, f.file_id): n for n, f in enumerate(now)}
@@ -221,8 +222,13 @@ class Answer:
                 sql.append(cond)
                 args.append(like)
         if text and _searchable(self.search):
-            sql.append(f"m.id IN ({_SEARCH})")
-            args.extend([_phrase(self.search)] * 3)
+            words = [_phrase(self.search)] * 3
+            if self.dense is None:  # a word in many mails: looked up row by row, in order, until a page is full
+                found = self.idx.db.execute(f"SELECT 1 FROM ({_SEARCH}) LIMIT {DENSE}", words).fetchall()
+                self.dense = len(found) >= DENSE
+            sql.append("(m.body_complete = 0 OR EXISTS (SELECT 1 FROM fts WHERE fts.rowid = m.id AND (fts.subject "
+                       "LIKE ? OR fts.body LIKE ? OR fts.who LIKE ?)))" if self.dense else f"m.id IN ({_SEARCH})")
+            args.extend(words)
         return " AND ".join(sql), args
 
     def _body_sql(self) -> str:
@@ -327,8 +333,9 @@ class Answer:
             self.search is None or search_matches(row.entry, self.search, lambda: self.body(row)))
 
 
-_SEARCH = ("SELECT rowid FROM fts WHERE subject LIKE ? UNION SELECT rowid FROM fts WHERE body LIKE ? "
-           "UNION SELECT rowid FROM fts WHERE who LIKE ? UNION SELECT id FROM mails WHERE body_complete = 0")
+_SEARCH = ("SELECT rowid FROM fts WHERE subject LIKE ? UNION ALL SELECT rowid FROM fts WHERE body LIKE ? "
+           "UNION ALL SELECT rowid FROM fts WHERE who LIKE ? UNION ALL SELECT id FROM mails WHERE body_complete = 0")
+DENSE = 1000
 
 
 def _searchable(q: str | None) -> bool:
