@@ -31,7 +31,8 @@ def entries(host: int, n: int, start: int, step: int, rng: random.Random) -> lis
         sent = start + (i // 2 if rng.random() < 0.2 else i) * step  # ties in the sender's stamp
         out.append([(b"__REALTIME_TIMESTAMP", str(sent + host * 86_400_000_000).encode()),
                     (b"__MONOTONIC_TIMESTAMP", str(1000 + i).encode()), (b"_BOOT_ID", boot),
-                    (b"_HOSTNAME", f"host-{host}".encode()), (b"_UID", b"0"), (b"MESSAGE", f"mail {i} of {host}".encode()),
+                    (b"_HOSTNAME", f"host-{host}".encode()), (b"_UID", b"0"),
+                    (b"MESSAGE", f"mail {i} of {host}".encode()),
                     (b"MESSAGE_ID", MAIL), (b"MAIL_ID", f"{host:016x}{i:016x}".encode()),
                     (b"_SOURCE_REALTIME_TIMESTAMP", str(sent).encode())])
     return out
