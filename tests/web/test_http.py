@@ -6,10 +6,10 @@ from __future__ import annotations
 import base64
 import html
 import json
-import sqlite3
 import os
 import re
 import signal
+import sqlite3
 import ssl
 import subprocess
 import sys
