@@ -103,6 +103,33 @@ class Corpus:
     boot: str
     copies: int  # mails uploaded twice into central
     twice: Path  # one upload written into two files
+    fleet: Path  # a log host: 50 hosts' files, late uploads, copies, one upload in two files, a tail
+
+
+def fleet(entries: list[list[tuple[bytes, bytes]]], directory: Path) -> None:
+    """50 hosts' journal-remote files: clocks apart, every 7th host uploading its newest part
+    first (late), every 5th sending a part twice (journal-upload restarted), host h00's
+    upload written into a second file as well (sd-journal shows such entries once)."""
+    directory.mkdir()
+    per = max(len(entries) // 50, 4)
+    for h in range(50):
+        mine = as_host(entries[h * per:(h + 1) * per], f"h{h:02d}", skew_s=(h % 9 - 4) * 600)
+        if h % 7 == 3:
+            mine = mine[per // 2:] + mine[:per // 2]
+        if h % 5 == 1:
+            mine = mine + mine[per // 3:per // 2]
+        stream = export(mine)
+        remote(stream, directory / f"remote-h{h:02d}.journal")
+        if h == 0:
+            remote(stream, directory / "remote-h00-again.journal")
+
+
+def fleet_tail(entries: list[list[tuple[bytes, bytes]]], directory: Path) -> None:
+    """After the index: a new host's file, and one host uploading again (copies of indexed mail)."""
+    remote(export(as_host(entries[:40], "h50", skew_s=-7200)), directory / "remote-h50.journal")
+    per = max(len(entries) // 50, 4)
+    remote(export(as_host(entries[2 * per:2 * per + 10], "h02", skew_s=(2 % 9 - 4) * 600)),
+           directory / "remote-h02.journal")
 
 
 @pytest.fixture(scope="module")
@@ -138,10 +165,15 @@ def corpus(bindir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[C
         twice.mkdir()
         remote(web1, twice / "remote-web1.journal")
         remote(web1, twice / "remote-web1-again.journal")
-        for args in (["index"], ["-D", str(central), "index"], ["-D", str(twice), "index"]):
+        ours = [e for e in entries if any(f[0] == b"MESSAGE_ID" and f[1] in (record.MSG_MAIL.encode(),
+                                                                             record.MSG_REFUSED.encode()) for f in e)]
+        fleet(ours, tmp / "fleet")
+        for args in (["index"], ["-D", str(central), "index"], ["-D", str(twice), "index"],
+                     ["-D", str(tmp / "fleet"), "index"]):
             p = run_jm(*args)
             assert p.returncode == 0 and b"mail(s) added" in p.stderr, p.stderr
         # stored after the index was built: the journal's tail
+        fleet_tail(ours, tmp / "fleet")
         fill(20, seed=8)
         special(bindir, tmp, "after")
         j.sync()
@@ -149,7 +181,7 @@ def corpus(bindir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[C
             boot = fh.read().strip().replace("-", "")
         copies = sum((b"MESSAGE_ID", record.MSG_MAIL.encode()) in e for e in again)
         assert copies > 10
-        yield Corpus(central, boot, copies, twice)
+        yield Corpus(central, boot, copies, twice, tmp / "fleet")
     finally:
         j.stop()
 
@@ -245,6 +277,47 @@ def test_central_is_the_same_with_the_index(corpus: Corpus, args: list[str]) -> 
         assert b"arrived after mail that their senders stamped later" in a.stderr
 
 
+FLEET = [["list", "--json"], ["list", "--json", "-n", "10", "-r"], ["list", "--json", "-n", "25"],
+         ["list", "--json", "--host", "h07"], ["list", "--json", "--host", "h02", "-n", "5"],
+         ["list", "--json", "-g", "DegradedArray", "-n", "5"], ["list", "--json", "--subject", "report", "-n", "30"],
+         ["list", "--json", "--since", "-1d", "--caller", "cron"], ["stats", "--by", "host"],
+         ["stats", "--by", "day", "--json"], ["stats", "--by", "subject", "-g", "backup"],
+         ["stats", "--by", "sender", "--from", "root"], ["export", "--format", "json", "-n", "20"], ["list"]]
+
+
+@pytest.mark.parametrize("args", FLEET, ids=[" ".join(a) for a in FLEET])
+def test_a_log_host_is_the_same_with_the_index(corpus: Corpus, args: list[str]) -> None:
+    """50 hosts' files, late uploads, copies and a tail: the index's lazy merge gives the scan's answer."""
+    a, b = run_jm("-D", str(corpus.fleet), *args), run_jm("-D", str(corpus.fleet), *args, "--no-index")
+    assert a.returncode == b.returncode and a.stdout == b.stdout and a.stderr == b.stderr and a.stdout
+    if args == ["list", "--json"]:
+        recs = [json.loads(line) for line in a.stdout.splitlines()]
+        hosts = {r["hostname"] for r in recs}
+        assert len(hosts) == 51 and "h50" in hosts and sum(r["duplicates"] for r in recs) > 20
+        assert b"arrived after mail that their senders stamped later" in a.stderr
+        keys = [(r["hostname"], r["mail_id"]) for r in recs]
+        assert len(keys) == len(set(keys))
+
+
+def test_the_index_answers_a_log_host(corpus: Corpus) -> None:
+    """Rows changed behind journal-mail's back show with the index (-D), so the fleet's equality
+    is the index's against the scan."""
+    from journal_sendmail.reader import index, query
+
+    db = sqlite3.connect(index.index_path(query.Source(directory=str(corpus.fleet)), str(INDEX_DIR)))
+    was, now = '"subject":"', '"subject":"TAMPERED '
+    try:
+        db.execute("UPDATE mails SET entry = replace(entry, ?, ?) WHERE hostname = 'h07'", (was, now))
+        db.commit()
+        a, b = (ok(run_jm("-D", str(corpus.fleet), "list", "--json", "--host", "h07", "-n", "3", *more))
+                for more in ([], ["--no-index"]))
+        assert a.count(b"TAMPERED") == 3 and b"TAMPERED" not in b
+    finally:
+        db.execute("UPDATE mails SET entry = replace(entry, ?, ?) WHERE hostname = 'h07'", (now, was))
+        db.commit()
+        db.close()
+
+
 @pytest.mark.parametrize("args", [["list", "--json"], ["stats", "--by", "host"], ["list", "--json", "-n", "3"]],
                          ids=["list", "stats", "newest"])
 def test_entries_identical_in_two_files_are_one_as_without_the_index(corpus: Corpus, args: list[str]) -> None:
@@ -262,3 +335,5 @@ def test_the_index_is_readable_exactly_by_those_who_read_the_journal(corpus: Cor
     assert [r["subject"] for r in records(mine)] == ["user before", "user after"]
     p = run_jm("index", user=USER_UID)
     assert p.returncode in (73, 77) and b"Traceback" not in p.stderr, p.stderr
+
+

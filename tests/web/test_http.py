@@ -9,6 +9,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import ssl
 import subprocess
 import sys
@@ -250,10 +251,27 @@ def test_ordinary_user_sees_only_own_mail(inbox: Serve, bindir: Path) -> None:
 
 def test_index_gives_the_same_pages(inbox: Serve) -> None:
     """With a current index (list and /stats answered from it) every page is the scan's, byte for byte."""
-    pages = ["/", "/stats", "/api/mails", "/?to=ops@example.org", "/stats?caller=python3", "/?q=volumes"]
+    pages = ["/", "/stats", "/api/mails", "/?to=ops@example.org", "/stats?caller=python3", "/?q=volumes",
+             # the search through the index (trigram LIKE on subject, body, who) and without it
+             "/?q=no-such-words", "/api/mails?q=had+been+detected", "/api/mails?q=BACKUP@WEB2",
+             "/api/mails?q=line+00399", "/api/mails?q=%25", "/api/mails?q=ab", "/api/mails?q=%C3%A9t%C3%A9",
+             "/api/mails?q=ops@example&reverse=1&n=2"]
     scanned = {p: inbox.get(p)[2] for p in pages}
     readerkit.ok(readerkit.run_jm("index", "--quiet"))
     assert {p: inbox.get(p)[2] for p in pages} == scanned
+    # and it is the index that searched: a word only the index's copy of a body has is found
+    db = sqlite3.connect("/var/lib/journal-mail/index/local.sqlite3")
+    try:
+        db.execute("UPDATE fts SET body = body || ' zebra-only-in-the-index' WHERE rowid = "
+                   "(SELECT id FROM mails WHERE mail_id = ?)", (inbox.ids[MDADM],))
+        db.commit()
+        found = [json.loads(line)["subject"] for line in inbox.get("/api/mails?q=zebra-only-in-the")[2].splitlines()]
+        assert found == [MDADM]
+    finally:
+        db.execute("UPDATE fts SET body = replace(body, ' zebra-only-in-the-index', '') WHERE rowid = "
+                   "(SELECT id FROM mails WHERE mail_id = ?)", (inbox.ids[MDADM],))
+        db.commit()
+        db.close()
 
 
 def test_pages_of_fifty(inbox: Serve) -> None:

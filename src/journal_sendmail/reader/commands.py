@@ -170,38 +170,47 @@ class Damaged:
 
 
 def selected(args: argparse.Namespace, io: Io, reader: Any, filters: Filters, reverse: bool,
-             need_raw: bool = False) -> Iterator[MailEntry]:
+             need_raw: bool = False, search: str | None = None) -> Iterator[MailEntry]:
     """The mail to show: ``query.mails``, or for a directory or files (a central
     journal, from systemd-journal-remote) ``query.central``: each mail once, in
     the order of the senders' clocks.  A current index of the source answers
-    the same, faster (``--no-index``: never); ``need_raw``: with the raw bytes."""
+    the same, faster (``--no-index``: never); ``need_raw``: with the raw bytes; ``search``:
+    only those the web's search finds (indexed.search_matches)."""
     central = args.directory is not None or bool(args.file)
-    found = None if getattr(args, "no_index", False) else _from_index(args, filters, reverse, central, need_raw)
+    found = None if getattr(args, "no_index", False) else _from_index(args, filters, reverse, central, need_raw,
+                                                                        search)
     if found is not None:
         late, entries = found
+    elif search is not None:
+        return indexed.searched(selected(args, io, reader, filters, reverse, need_raw), search, grep_body(args))
     elif not central:
         body = grep_body(args) if filters.grep else None
         return query.mails(reader, filters, limit(args.lines), reverse, body)
     else:
         body = grep_body(args) if filters.grep else None
         late, entries = query.central(reader, filters, limit(args.lines), reverse, body)
+    late_note(io, args, late)
+    return entries
+
+
+def late_note(io: Io, args: argparse.Namespace, late: int) -> None:
     if late and not args.quiet:
         io.say(
             f"note: {late} mail(s) arrived after mail that their senders stamped later (hosts' clocks "
             "differ, or a host uploaded late); shown in the order of the senders' clocks"
         )
-    return entries
 
 
 def _from_index(args: argparse.Namespace, filters: Filters, reverse: bool, central: bool,
-                need_raw: bool) -> tuple[int, Iterator[MailEntry]] | None:
+                need_raw: bool, search: str | None = None) -> tuple[int, Iterator[MailEntry]] | None:
     """The index's answer, or None when there is no current index this user may read."""
     source = source_of(args)
     idx = index.open_for_reading(source)
     if idx is None:
         return None
     try:
-        late, entries = indexed.mails(idx, source, filters, parts_opener(args), limit(args.lines), reverse, central)
+        late, entries = indexed.mails(idx, source, filters, parts_opener(args), limit(args.lines), reverse, central,
+                                      search)
     except index.IndexError_:
         idx.close()
         return None
@@ -403,9 +412,14 @@ def cmd_stats(args: argparse.Namespace, io: Io) -> int:
     damaged = Damaged()
     units = Units()
     rows = None
-    if not args.no_index and args.directory is None and not args.file:
-        rows = stats_from_index(args, filters, damaged, units)
-    if rows is None:
+    if not args.no_index:
+        rows = stats_from_index(args, filters, damaged, units, io)
+    central = args.directory is not None or bool(args.file)
+    if rows is None and central and (args.no_index or not index.usable(source_of(args))):
+        late, each = query.central_each(reader, filters, grep_body(args) if filters.grep else None)
+        rows = render.stats_rows(units.seen(damaged.counted(each, skip=True)), args.by, args.sort)
+        late_note(io, args, late[0])  # one pass: the order does not matter to counts
+    elif rows is None:
         entries = units.seen(damaged.counted(selected(args, io, reader, filters, False), skip=True))
         rows = render.stats_rows(entries, args.by, args.sort)
     else:
@@ -422,7 +436,7 @@ def cmd_stats(args: argparse.Namespace, io: Io) -> int:
 
 
 def stats_from_index(args: argparse.Namespace, filters: Filters, damaged: Damaged,
-                      units: Units) -> list[tuple[str, int, int]] | None:
+                      units: Units, io: Io | None = None) -> list[tuple[str, int, int]] | None:
     """The stats counted by the index in SQL (None: no index, or a filter that needs each mail)."""
     source = source_of(args)
     idx = index.open_for_reading(source)
@@ -436,8 +450,10 @@ def stats_from_index(args: argparse.Namespace, filters: Filters, damaged: Damage
         idx.close()
     if found is None:
         return None
-    rows, damaged.count, seen = found
+    rows, damaged.count, seen, late = found
     units.units.update(seen)
+    if io is not None:
+        late_note(io, args, late)
     return rows
 
 

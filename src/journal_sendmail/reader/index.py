@@ -18,6 +18,12 @@ Exact under change, by construction:
 * Rows are put back in the journal's own order (sd-journal's merge: by
   sequence number within one sequence, else by monotonic time within one
   boot, else by wall-clock time), so answers are the same as a scan's.
+* A central journal (a directory or files: journal-remote's, one file per
+  host) is answered in its own order, which SQL's index on it gives lazily
+  (see ``central_order``): each mail once (``first`` marks the copy shown,
+  ``copies`` counts the others), ``late`` marks a mail stamped before one
+  that came earlier in its sequence; kept here as each batch is written, so
+  neither a question nor ``stats`` merges the files.
 * A damaged, foreign or older-schema file is never read; the indexer
   rebuilds it.  WAL mode lets readers read while the follower writes; each
   batch of rows commits with its file's cursor, so a killed indexer resumes
@@ -25,7 +31,8 @@ Exact under change, by construction:
 
 Bodies: the readable body (what ``--grep`` searches) is kept up to
 BODY_MAX characters in an FTS5 trigram table that pre-filters ``-g`` and
-``--subject`` by the longest literal their regular expression requires; the
+``--subject`` by the longest literal their regular expression requires, and
+the web's search by its words (in all three columns: subject, body, who); the
 regular expression still decides, on the stored body when it is complete,
 else on the body read back from the journal (a longer body is still found).
 """
@@ -39,7 +46,7 @@ import re
 import sqlite3
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,7 +58,7 @@ from .entry import SIZE_MAX, MailEntry, count, to_entry
 from .filters import Filters
 
 INDEX_DIR = "/var/lib/journal-mail/index"
-SCHEMA_VERSION = 5  # 4: fewer indexes, only those a query uses; 5: uid is the spool owner, writer_uid, unit trusted
+SCHEMA_VERSION = 6  # 5: uid is the spool owner, writer_uid, unit trusted; 6: first, copies, late, fts.who
 BODY_MAX = 16 * 1024  # characters of body kept for search
 BATCH = 20000  # rows per transaction (bigger ones make fewer, larger full-text segments to merge)
 HEADER = 200  # bytes of a journal file's header read for its id and entry count
@@ -72,10 +79,11 @@ CREATE TABLE mails (
     kind TEXT NOT NULL, mail_id TEXT NOT NULL, envelope_from TEXT NOT NULL, subject TEXT NOT NULL,
     uid INTEGER, hostname TEXT NOT NULL, boot_id TEXT NOT NULL, caller_comm TEXT NOT NULL, unit TEXT NOT NULL,
     spooled INTEGER NOT NULL, size INTEGER NOT NULL, damaged INTEGER NOT NULL, body_complete INTEGER NOT NULL,
-    entry TEXT NOT NULL);
+    entry TEXT NOT NULL, first INTEGER NOT NULL DEFAULT 1, copies INTEGER NOT NULL DEFAULT 0,
+    late INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE rcpt (mail INTEGER NOT NULL, addr TEXT NOT NULL, how INTEGER NOT NULL,
                    PRIMARY KEY (mail, addr)) WITHOUT ROWID;
-CREATE VIRTUAL TABLE fts USING fts5(subject, body, tokenize = 'trigram case_sensitive 0', detail = column);
+CREATE VIRTUAL TABLE fts USING fts5(subject, body, who, tokenize = 'trigram case_sensitive 0', detail = column);
 CREATE TABLE agg (file INTEGER NOT NULL, kind TEXT NOT NULL, by TEXT NOT NULL, key TEXT NOT NULL,
                   mails INTEGER NOT NULL, bytes INTEGER NOT NULL, PRIMARY KEY (file, kind, by, key)) WITHOUT ROWID;
 CREATE TABLE seqs (file INTEGER NOT NULL, seqnum_id TEXT NOT NULL, PRIMARY KEY (file, seqnum_id)) WITHOUT ROWID;
@@ -87,6 +95,13 @@ CREATE INDEX mails_caller ON mails (caller_comm);
 CREATE INDEX mails_incomplete ON mails (body_complete) WHERE body_complete = 0;
 CREATE INDEX rcpt_addr ON rcpt (addr, mail);
 """
+
+
+CENTRAL = """
+CREATE INDEX mails_order ON mails (sent, realtime, boot, monotonic, seqnum_id, seqnum) WHERE first > 0;
+CREATE INDEX mails_copy ON mails (copy_key);
+CREATE INDEX mails_seq ON mails (seqnum_id, seqnum);
+"""  # a directory's or files' index: the central order, copies, late (indexed._central)
 
 
 class IndexError_(Exception):
@@ -220,6 +235,13 @@ def open_for_reading(source: Any) -> Index | None:
     return idx
 
 
+def usable(source: Any) -> bool:
+    idx = open_for_reading(source)
+    if idx is not None:
+        idx.close()
+    return idx is not None
+
+
 # -- building ---------------------------------------------------------------------
 
 
@@ -234,6 +256,14 @@ def entry_from(text: str) -> MailEntry:
     e = MailEntry(**d)
     e.username = name_of(e.uid)
     return e
+
+
+def search_fields(e: MailEntry) -> tuple[str, ...]:
+    """What the web's search (``?q=``) looks at besides the body; the index keeps all but the
+    subject (its own column) in ``fts.who``."""
+    h = e.headers
+    return (e.subject, h.get("from", ""), h.get("to", ""), h.get("cc", ""), e.envelope_from, ",".join(e.recipients),
+            e.hostname, e.caller_comm, e.unit)
 
 
 def copy_key(d: dict[str, Any], cursor: str) -> str:
@@ -257,6 +287,7 @@ class Builder:
         self.open_parts = open_parts
         self.progress = progress
         self.path = index_path(source)
+        self.central = source.directory is not None or bool(source.files)
 
     def open(self, rebuild: bool = False) -> Index:
         """The index, created (or, when damaged, foreign, older or ``rebuild``, made anew)."""
@@ -291,7 +322,7 @@ class Builder:
             db = connect(new, write=True)
         finally:
             os.umask(old)
-        db.executescript(SCHEMA)
+        db.executescript(SCHEMA + (CENTRAL if self.central else ""))
         db.execute("INSERT INTO fts (fts, rank) VALUES ('automerge', 8)")  # fewer, larger merges while indexing
         db.executemany("INSERT INTO meta VALUES (?, ?)",
                        [("schema", str(SCHEMA_VERSION)), ("source", describe(self.source)),
@@ -311,6 +342,7 @@ class Builder:
         gone = [row[0] for key, row in known.items() if key not in present]
         if gone:
             db.execute("BEGIN")
+            keys = [k for fid in gone for (k,) in db.execute("SELECT copy_key FROM mails WHERE file = ?", (fid,))]
             for fid in gone:
                 ids = "SELECT id FROM mails WHERE file = ?"
                 db.execute(f"DELETE FROM fts WHERE rowid IN ({ids})", (fid,))
@@ -319,6 +351,8 @@ class Builder:
                 db.execute("DELETE FROM agg WHERE file = ?", (fid,))
                 db.execute("DELETE FROM seqs WHERE file = ?", (fid,))
                 db.execute("DELETE FROM files WHERE id = ?", (fid,))
+            if self.central:
+                _regroup(db, keys)
             db.execute("COMMIT")
             if self.progress:
                 self.progress(f"pruned {len(gone)} journal file(s) that are gone (vacuumed)")
@@ -389,7 +423,8 @@ class Builder:
         first = db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM mails").fetchone()[0]
         ids = range(first, first + len(rows))
         acc: dict[tuple[str, str, str], list[int]] = {}
-        for row in rows:
+        marks = self._late(db, rows) if self.central else [(1, 0)] * len(rows)  # (first, late)
+        for row in rows if not self.central else ():  # a central index counts each mail once: _regroup
             for by, key in _groups(row[-1]):
                 slot = acc.setdefault((row[10], by, key), [0, 0])
                 slot[0] += 1
@@ -397,17 +432,20 @@ class Builder:
         db.execute("BEGIN")
         db.executemany("INSERT INTO mails (id, file, pos, seqnum_id, seqnum, boot, monotonic, realtime, xor, sent, "
                        "copy_key, kind, mail_id, envelope_from, subject, uid, hostname, boot_id, caller_comm, "
-                       "unit, spooled, size, damaged, body_complete, entry) VALUES "
-                       "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                       [(i, *row[:24]) for i, row in zip(ids, rows, strict=True)])
-        db.executemany("INSERT INTO fts (rowid, subject, body) VALUES (?, ?, ?)",
-                       [(i, row[13], row[24]) for i, row in zip(ids, rows, strict=True)])
+                       "unit, spooled, size, damaged, body_complete, entry, first, late) VALUES "
+                       "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       [(i, *row[:24], *mark) for i, row, mark in zip(ids, rows, marks, strict=True)])
+        db.executemany("INSERT INTO fts (rowid, subject, body, who) VALUES (?, ?, ?, ?)",
+                       [(i, row[13], row[24], "\n".join(search_fields(row[-1])[1:]))
+                        for i, row in zip(ids, rows, strict=True)])
         db.executemany("INSERT INTO rcpt VALUES (?, ?, ?)",
                        [(i, a, h) for i, row in zip(ids, rows, strict=True) for a, h in row[25].items()])
         db.executemany("INSERT INTO agg VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (file, kind, by, key) DO UPDATE SET "
                        "mails = mails + excluded.mails, bytes = bytes + excluded.bytes",
                        [(fid, kind, by, key, n, size) for (kind, by, key), (n, size) in acc.items()])
         db.executemany("INSERT OR IGNORE INTO seqs VALUES (?, ?)", [(fid, s) for s in {row[2] for row in rows}])
+        if self.central:
+            _regroup(db, {row[9] for row in rows})
         if n_entries is None:
             db.execute("UPDATE files SET cursor = ?, pos = ? WHERE id = ?", (cursor, pos, fid))
         else:
@@ -415,6 +453,70 @@ class Builder:
                        (cursor, pos, n_entries, fid))
         db.execute("COMMIT")
         return len(rows)
+
+
+    def _late(self, db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> list[tuple[int, int]]:
+        """(first, late) of new rows of a central index: ``late`` when a mail before it in its
+        sequence (by seqnum, copies included, refused entries not) was stamped later."""
+        highest: dict[str, int] = {}
+        out = []
+        for row in rows:
+            seq, sent = row[2], row[8]
+            if seq not in highest:
+                highest[seq] = db.execute("SELECT COALESCE(MAX(sent), 0) FROM mails WHERE seqnum_id = ? AND "
+                                          "seqnum < ? AND kind = 'mail'", (seq, row[3])).fetchone()[0]
+            out.append((0, int(sent < highest[seq])))
+            if row[10] == "mail":
+                highest[seq] = max(highest[seq], sent)
+        return out
+
+
+ORDER = ("sent", "realtime", "boot", "monotonic", "seqnum_id", "seqnum")  # a central journal's (indexed.central_order)
+
+
+def _regroup(db: sqlite3.Connection, keys: Iterable[str]) -> None:
+    """Mark again the copies of each mail of ``keys``: the least in ``ORDER`` is shown
+    (``first``, counted in ``agg``), ``copies`` the number of its other entries.  One entry
+    written into two files (the same boot, monotonic and wall-clock time and hash: sd-journal
+    shows it once) is one: ``first`` is then 2 and the reader shows the copy in the file
+    sd-journal lists first."""
+    acc: dict[tuple[int, str, str, str], list[int]] = {}
+    marks = []
+    for key in set(keys):
+        rows = db.execute(f"SELECT id, file, kind, first, copies, entry, seqnum_id, boot, monotonic, realtime, xor "
+                          f"FROM mails WHERE copy_key = ? ORDER BY {', '.join(ORDER)}", (key,)).fetchall()
+        if not rows:
+            continue
+        n = distinct((r[6], r[7:]) for r in rows) - 1
+        lead = 2 if any(r[7:] == rows[0][7:] and r[6] != rows[0][6] for r in rows) else 1
+        for k, (id_, fid, kind, first, copies, entry, *_) in enumerate(rows):
+            if (k == 0) != bool(first):
+                e, sign = entry_from(entry), 1 if k == 0 else -1
+                for by, g in _groups(e):
+                    slot = acc.setdefault((fid, kind, by, g), [0, 0])
+                    slot[0] += sign
+                    slot[1] += sign * e.size
+            mark = (lead, n) if k == 0 else (0, 0)
+            if (first, copies) != mark:
+                marks.append((*mark, id_))
+    db.executemany("UPDATE mails SET first = ?, copies = ? WHERE id = ?", marks)
+    db.executemany("INSERT INTO agg VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (file, kind, by, key) DO UPDATE "
+                   "SET mails = mails + excluded.mails, bytes = bytes + excluded.bytes",
+                   [(*k, n, size) for k, (n, size) in acc.items()])
+
+
+def distinct(entries: Iterable[tuple[str, tuple[Any, ...]]]) -> int:
+    """How many entries sd-journal shows of (sequence id, (boot, monotonic, realtime, hash)):
+    two of one sequence are two; of two sequences, with all four equal, one.
+
+    >>> distinct([("s1", (1,)), ("s1", (1,)), ("s2", (1,)), ("s2", (2,))])
+    3
+    """
+    per: dict[tuple[Any, ...], dict[str, int]] = {}
+    for seq, same in entries:
+        counts = per.setdefault(same, {})
+        counts[seq] = counts.get(seq, 0) + 1
+    return sum(max(c.values()) for c in per.values())
 
 
 QUARTER = 900 * 1_000_000  # µs: every time zone's offset is a whole number of quarter hours
@@ -477,16 +579,19 @@ def file_reader(path: str, cursor: str | None, filters: Filters | None = None) -
     from .query import Source, apply_matches, open_reader
 
     reader = open_reader(Source(files=(path,)))
-    if filters is None:
+    if cursor:  # placed first, then the matches (the cursor's entry need not match the filters)
         for mid in (MSG_MAIL, MSG_REFUSED):
             reader.add_match(f"MESSAGE_ID={mid}".encode())
-    else:
-        apply_matches(reader, filters)
-    if cursor:
         reader.seek_cursor(cursor)
         if not reader._next(1) or not reader.test_cursor(cursor):
             reader.close()
             raise IndexError_(f"{path}: the indexed cursor is no longer there")
     else:
         reader.seek_head()
+    if filters is None:
+        reader.flush_matches()
+        for mid in (MSG_MAIL, MSG_REFUSED):
+            reader.add_match(f"MESSAGE_ID={mid}".encode())
+    else:
+        apply_matches(reader, filters)
     return reader

@@ -7,6 +7,9 @@ the order a scan gives, so the answers are the scan's (see index.py).
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import heapq
 import itertools
 import re
 import sqlite3
@@ -20,16 +23,19 @@ from .entry import SIZE_MAX, MailEntry, count, to_entry
 from .filters import Filters, wanted
 from .index import (
     MASK,
+    ORDER,
     QUARTER,
     Index,
     IndexError_,
     JFile,
     copy_key,
     current_files,
+    distinct,
     entry_from,
     file_reader,
     first_value,
     parse_cursor,
+    search_fields,
 )
 
 
@@ -45,6 +51,16 @@ class Row:
     id: int = 0  # the index's row (0: read from the journal)
     rank: int = 0  # its file's place in sd-journal's list of files: the first of two equal entries wins
     pos: int = 0  # its place in its file
+    copies: int = 0  # a central journal's other entries of this mail (index: its ``copies``)
+    late: bool = False
+    first: int = 1  # index.py's ``first``: 2 when the same entry is in two files
+
+
+def central_order(r: Row) -> tuple[int, int, str, int, str, int]:
+    """A central journal's order: by the sender's stamp, then the entry's time, its boot and
+    monotonic time, its sequence (one host's file and its archives) and place in it: a total
+    order, so the index gives it lazily and the scan (query.central) sorts by the same."""
+    return r.sent, r.key[4], r.key[2], r.key[3], r.key[0], r.key[1]
 
 
 def _compare(a: Row, b: Row) -> int:
@@ -133,19 +149,24 @@ def required_literal(pattern: re.Pattern[str]) -> str | None:
 class Answer:
     """The index's answer to one query, merged with the journal's tail."""
 
-    def __init__(self, idx: Index, source: Any, filters: Filters, open_parts: Callable[[], Any]) -> None:
+    def __init__(self, idx: Index, source: Any, filters: Filters, open_parts: Callable[[], Any],
+                 search: str | None = None) -> None:
         self.idx, self.source, self.filters, self.open_parts = idx, source, filters, open_parts
+        self.search = search
+        self.dense: bool | None = None  # does the search find DENSE mails or more?
         now = current_files(source)
         files = {(f.dev, f.ino, f.file_id): f for f in now}
-        order = {(f.dev, f.ino, f.file_id): n for n, f in enumerate(now)}
+        self.order = order = {(f.dev, f.ino, f.file_id): n for n, f in enumerate(now)}
         self.rank: dict[int, int] = {}  # index file id -> place among the files now
         self.live: list[int] = []  # index file ids still there
+        self.all_live = True  # no indexed file vacuumed (and not yet pruned)
         self.tails: list[tuple[JFile, str | None, int]] = []  # (file, cursor, pos) to read from the journal
         seen = set()
         for fid, dev, ino, file_id, n_entries, cursor, pos in idx.db.execute(
                 "SELECT id, dev, ino, file_id, n_entries, cursor, pos FROM files"):
             f = files.get((dev, ino, file_id))
             if f is None:
+                self.all_live = False
                 continue  # vacuumed: never shown
             seen.add((dev, ino, file_id))
             self.live.append(fid)
@@ -160,7 +181,7 @@ class Answer:
 
     def _where(self, text: bool = True) -> tuple[str, list[Any]]:
         f = self.filters
-        sql = [f"m.file IN ({','.join(map(str, self.live)) or 'NULL'})"]
+        sql = [] if self.all_live else [f"m.file IN ({','.join(map(str, self.live)) or 'NULL'})"]
         args: list[Any] = []
         sql.append("m.kind IN ('mail', 'refused')" if f.refused else "m.kind = 'mail'")
 
@@ -200,19 +221,31 @@ class Answer:
                             "UNION ALL SELECT id FROM mails WHERE body_complete = 0)")
                 sql.append(cond)
                 args.append(like)
+        if text and _searchable(self.search):
+            words = [_phrase(self.search)] * 3
+            if self.dense is None:  # a word in many mails: looked up row by row, in order, until a page is full
+                found = self.idx.db.execute(f"SELECT 1 FROM ({_SEARCH}) LIMIT {DENSE}", words).fetchall()
+                self.dense = len(found) >= DENSE
+            sql.append("(m.body_complete = 0 OR EXISTS (SELECT 1 FROM fts WHERE fts.rowid = m.id AND (fts.subject "
+                       "LIKE ? OR fts.body LIKE ? OR fts.who LIKE ?)))" if self.dense else f"m.id IN ({_SEARCH})")
+            args.extend(words)
         return " AND ".join(sql), args
 
     def _body_sql(self) -> str:
-        return ", (SELECT body FROM fts WHERE rowid = m.id)" if self.filters.grep is not None else ", NULL"
+        wanted = self.filters.grep is not None or self.search is not None
+        return ", (SELECT body FROM fts WHERE rowid = m.id)" if wanted else ", NULL"
 
     def rows(self, order: str = "") -> Iterator[Row]:
-        where, args = self._where()
+        yield from self.rows_where(*self._where(), order)
+
+    def rows_where(self, where: str, args: list[Any], order: str = "") -> Iterator[Row]:
         q = (f"SELECT m.seqnum_id, m.seqnum, m.boot, m.monotonic, m.realtime, m.xor, m.sent, m.copy_key, "
-             f"m.entry, m.body_complete{self._body_sql()}, m.id, m.file, m.pos FROM mails m WHERE {where} {order}")
-        for sid, seq, boot, mono, rt, xor, sent, key, entry, complete, body, id_, fid, pos in self.idx.db.execute(
-                q, args):
+             f"m.entry, m.body_complete{self._body_sql()}, m.id, m.file, m.pos, m.copies, m.late, m.first FROM mails m "
+             f"WHERE {where} {order}")
+        for sid, seq, boot, mono, rt, xor, sent, key, entry, complete, body, id_, fid, pos, copies, late, first in \
+                self.idx.db.execute(q, args):
             yield Row((sid, seq, boot, mono, rt, xor & MASK), sent, key, entry_from(entry), body if complete else None,
-                      id_, self.rank[fid], pos)
+                      id_, self.rank[fid], pos, copies, bool(late), first)
 
     def light(self) -> Iterator[Row]:
         """Every row the journal's own matches take (not narrowed by the full-text index: sd-journal
@@ -235,6 +268,9 @@ class Answer:
             if column == "body":
                 q += " UNION ALL SELECT id FROM mails WHERE body_complete = 0"
             ids = {i for (i,) in self.idx.db.execute(q, (f"%{literal}%",))}
+            found = ids if found is None else found & ids
+        if _searchable(self.search):
+            ids = {i for (i,) in self.idx.db.execute(_SEARCH, [_phrase(self.search)] * 3)}
             found = ids if found is None else found & ids
         return found
 
@@ -264,8 +300,7 @@ class Answer:
 
     def tail(self) -> list[Row]:
         """What the journal has that the index does not, read now."""
-        out = []
-        ranks = {(f.dev, f.ino, f.file_id): n for n, f in enumerate(current_files(self.source))}
+        out, ranks = [], self.order
         for f, cursor, pos in self.tails:
             reader = file_reader(f.path, cursor, self.filters)
             try:
@@ -294,7 +329,37 @@ class Answer:
         return searchable_body(e, self.open_parts)
 
     def keep(self, row: Row) -> bool:
-        return wanted(row.entry, self.filters, lambda e: self.body(row))
+        return wanted(row.entry, self.filters, lambda e: self.body(row)) and (
+            self.search is None or search_matches(row.entry, self.search, lambda: self.body(row)))
+
+
+_SEARCH = ("SELECT rowid FROM fts WHERE subject LIKE ? UNION ALL SELECT rowid FROM fts WHERE body LIKE ? "
+           "UNION ALL SELECT rowid FROM fts WHERE who LIKE ? UNION ALL SELECT id FROM mails WHERE body_complete = 0")
+DENSE = 1000
+
+
+def _searchable(q: str | None) -> bool:
+    """Can the trigram index narrow the search for ``q``?  Only for ASCII (its case folding is
+    then casefold()'s) of at least three characters (a trigram), without LIKE's own ``%_``."""
+    return q is not None and len(q) >= 3 and q.isascii() and not set(q) & set("%_")
+
+
+def _phrase(q: str | None) -> str:
+    return f"%{q}%"
+
+
+def search_matches(e: MailEntry, q: str, body: Callable[[], str]) -> bool:
+    """The web's search (``?q=``): does ``q`` occur, in any case, in the subject, from, to, cc,
+    envelope sender, recipients, host, caller, unit or body?"""
+    needle = q.casefold()
+    return any(needle in f.casefold() for f in search_fields(e)) or needle in body().casefold()
+
+
+def searched(entries: Iterable[MailEntry], q: str | None, body: Callable[[MailEntry], str]) -> Iterator[MailEntry]:
+    """``entries`` the search ``q`` finds (all with None)."""
+    for e in entries:
+        if q is None or search_matches(e, q, functools.partial(body, e)):
+            yield e
 
 
 def fetch(open_reader: Callable[[], Any], e: MailEntry) -> MailEntry | None:
@@ -310,7 +375,7 @@ def fetch(open_reader: Callable[[], Any], e: MailEntry) -> MailEntry | None:
 
 
 def mails(idx: Index, source: Any, filters: Filters, open_parts: Callable[[], Any], lines: int | None,
-          reverse: bool, central: bool) -> tuple[int, Iterator[MailEntry]]:
+          reverse: bool, central: bool, search: str | None = None) -> tuple[int, Iterator[MailEntry]]:
     """What ``query.mails`` (or ``query.central`` with ``central``) gives, from the index and the
     journal's tail: (late count, entries without their raw bytes).
 
@@ -318,7 +383,7 @@ def mails(idx: Index, source: Any, filters: Filters, open_parts: Callable[[], An
     is given (IndexError_: then scan); the entries are then streamed.
     """
     try:
-        ans = Answer(idx, source, filters, open_parts)
+        ans = Answer(idx, source, filters, open_parts, search)
         tail = ans.tail()
         if central:
             return _central(ans, tail, lines, reverse)
@@ -356,41 +421,107 @@ def _chain(*parts: Iterable[Row]) -> Iterator[Row]:
         yield from part
 
 
-def _central(ans: Answer, tail: list[Row], lines: int | None, reverse: bool) -> tuple[int, Iterator[MailEntry]]:
-    """``query.central`` from the index: each mail once (copies from the same sender
-    counted), in the order of the senders' clocks; only (order, id) of every mail held."""
-    rows = journal_order(list(ans.light()) + tail)
-    first: dict[str, Row] = {}
-    copies: dict[str, int] = {}
-    for r in rows:
-        if r.copy_key in first:
-            copies[r.copy_key] = copies.get(r.copy_key, 0) + 1
+def _central_tail(ans: Answer, tail: list[Row]) -> tuple[list[Row], set[int], dict[int, int], list[Row]]:
+    """The journal's tail against the index's mails: (tail rows shown, index rows they displace,
+    copies the tail adds to index rows, the rows of mails the index has no copy of).  Each tail
+    row's ``copies`` and ``late`` are set."""
+    db, plain = ans.idx.db, ans._where(text=False)
+    filtered = not _only_text(ans.filters)
+    highest: dict[str, int] = {}
+    for r in sorted(tail, key=lambda r: (r.key[0], r.key[1])):  # late: as query.central says
+        if r.key[0] not in highest:
+            q = "SELECT COALESCE(MAX(m.sent), 0) FROM mails m WHERE m.seqnum_id = ? AND m.kind = 'mail'"
+            q, args = (q + f" AND {plain[0]}", [r.key[0], *plain[1]]) if filtered else (q, [r.key[0]])
+            highest[r.key[0]] = db.execute(q, args).fetchone()[0]
+        r.late = r.sent < highest[r.key[0]]
+        if r.entry.kind == "mail":
+            highest[r.key[0]] = max(highest[r.key[0]], r.sent)
+    groups: dict[str, list[Row]] = {}
+    for r in tail:
+        groups.setdefault(r.copy_key, []).append(r)
+    shown, hidden, extra, new = [], set(), {}, []
+    for key, rows in groups.items():
+        best, n = min(rows, key=central_order), distinct((r.key[0], r.key[2:]) for r in rows)  # see index.distinct
+        got = db.execute(f"SELECT id, {', '.join(ORDER)}, copies FROM mails WHERE copy_key = ? AND first > 0",
+                         (key,)).fetchone()
+        if got is not None and tuple(got[1:7]) < central_order(best):
+            extra[got[0]] = n
+            continue
+        if got is not None:
+            hidden.add(got[0])
         else:
-            first[r.copy_key] = r
-    late, newest = 0, 0
-    for r in first.values():
-        if r.sent < newest:
-            late += 1
-        newest = max(newest, r.sent)
-    ordered = _narrowed(ans, sorted(first.values(), key=lambda r: r.sent))
+            new.append(best)
+        best.copies = n - 1 + (got[7] + 1 if got is not None else 0)
+        shown.append(best)
+    return shown, hidden, extra, new
 
-    def gen(order: Iterable[Row]) -> Iterator[MailEntry]:
-        for r in ans.complete(order):
+
+def _listed_first(ans: Answer, r: Row) -> Row:
+    """Of one entry written into several files, the copy in the file sd-journal lists first
+    (the scan shows that one: its cursor)."""
+    (sid, boot, mono, rt, xor), = ans.idx.db.execute(
+        "SELECT seqnum_id, boot, monotonic, realtime, xor FROM mails WHERE id = ?", (r.id,)).fetchall()
+    twins = ans.idx.db.execute("SELECT file, entry FROM mails WHERE copy_key = ? AND boot = ? AND monotonic = ? "
+                               "AND realtime = ? AND xor = ? AND (seqnum_id != ? OR id = ?)",
+                               (r.copy_key, boot, mono, rt, xor, sid, r.id)).fetchall()
+    r.entry = entry_from(min(((f, e) for f, e in twins if f in ans.rank), key=lambda t: ans.rank[t[0]])[1])
+    return r
+
+
+def _late(ans: Answer, shown: list[Row], hidden: set[int]) -> int:
+    """How many of the mails the index holds (text filters aside) are ``late`` (query.central)."""
+    db = ans.idx.db
+    where, args = ans._where(text=False)
+    if _only_text(ans.filters):
+        late = {i for (i,) in db.execute(f"SELECT m.id FROM mails m WHERE {where} AND m.first > 0 AND m.late = 1",
+                                         args)}
+    else:  # late among the mails these filters take, as the scan sees them
+        late = {i for i, first, is_late in db.execute(
+            "SELECT id, first, sent < MAX(CASE WHEN kind = 'mail' THEN sent END) OVER (PARTITION BY seqnum_id "
+            "ORDER BY seqnum ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) "
+            f"FROM mails m WHERE {where}", args) if first and is_late}
+    return len(late - hidden) + sum(r.late for r in shown)
+
+
+def _central(ans: Answer, tail: list[Row], lines: int | None, reverse: bool) -> tuple[int, Iterator[MailEntry]]:
+    """``query.central`` from the index: each mail once (copies counted), in ``central_order``,
+    streamed from SQL's index on that order and merged with the journal's tail: a question for
+    the newest N costs about N rows, however many files."""
+    if not ans.all_live:
+        raise IndexError_("a journal file was vacuumed since the index was updated")
+    shown, hidden, extra, _ = _central_tail(ans, tail)
+    late = _late(ans, shown, hidden)
+    newest_first = lines is not None or reverse
+    way = " DESC" if newest_first else ""
+    where, args = ans._where()
+
+    def indexed() -> Iterator[Row]:
+        order = ", ".join(f"m.{c}{way}" for c in ORDER)
+        for r in ans.rows_where(f"{where} AND m.first > 0", args, f"ORDER BY {order}"):
+            if r.id not in hidden:
+                r.copies += extra.get(r.id, 0)
+                yield _listed_first(ans, r) if r.first == 2 else r
+
+    merged = heapq.merge(indexed(), sorted(shown, key=central_order, reverse=newest_first), key=central_order,
+                         reverse=newest_first)
+
+    def gen(rows: Iterable[Row]) -> Iterator[MailEntry]:
+        for r in rows:
             if ans.keep(r):
-                r.entry.duplicates = copies.get(r.copy_key, 0)
+                r.entry.duplicates = r.copies
                 yield r.entry
 
-    if lines is None and not reverse:
-        return late, gen(ordered)
-    newest_first = gen(ordered[::-1])
-    chosen = list(itertools.islice(newest_first, lines) if lines is not None else newest_first)
+    if lines is None:  # streamed, oldest or newest first: a page costs a page
+        return late, gen(merged)
+    chosen = list(itertools.islice(gen(merged), lines))
     return late, iter(chosen if reverse else chosen[::-1])
 
 
 def stats(idx: Index, source: Any, filters: Filters, open_parts: Callable[[], Any],
-          by: str) -> tuple[list[tuple[str, int, int]], int, set[str]] | None:
+          by: str) -> tuple[list[tuple[str, int, int]], int, set[str], int] | None:
     """((key, mails, bytes) of the undamaged mails, damaged ones left out, the units they came
-    from), counted in SQL; None when a filter needs each mail looked at (then the caller counts)."""
+    from, late mails of a central journal), counted in SQL; None when a filter needs each mail
+    looked at (then the caller counts).  A central journal's mail is counted once (``first``)."""
     if (filters.subject is not None or filters.grep is not None or filters.senders or filters.units
             or filters.caller_units or any(len(i) != 32 for i in filters.mail_ids)):
         return None  # decided per mail (filters.wanted)
@@ -403,12 +534,18 @@ def stats(idx: Index, source: Any, filters: Filters, open_parts: Callable[[], An
 
     try:
         ans = Answer(idx, source, filters, open_parts)
+        tail, late, once = ans.tail(), 0, ""
+        if source.directory is not None or source.files:
+            if not ans.all_live:
+                raise IndexError_("a journal file was vacuumed since the index was updated")
+            shown, hidden, _, tail = _central_tail(ans, tail)
+            late, once = _late(ans, shown, hidden), " AND m.first > 0"
         if _unfiltered(filters):
             found = _stats_counted(ans, by, filters.refused)
             units = set(_stats_counted(ans, "unit", filters.refused)[0]) - {"(none)"}
-            tail = ans.tail()
-            return (*_with_tail(found[0], found[1], tail, by), units | _tail_units(tail))
+            return (*_with_tail(found[0], found[1], tail, by), units | _tail_units(tail), late)
         where, args = ans._where()
+        where += once
         damaged = idx.db.execute(f"SELECT COUNT(*) FROM mails m WHERE {where} AND m.damaged = 1", args).fetchone()[0]
         where += " AND m.damaged = 0"
         if by == "recipient":
@@ -428,10 +565,9 @@ def stats(idx: Index, source: Any, filters: Filters, open_parts: Callable[[], An
                 key = name_of(key) or ("" if key is None else str(key))
             add("" if key is None else str(key), n, size)
         units = {u for (u,) in idx.db.execute(f"SELECT DISTINCT m.unit FROM mails m WHERE {where}", args) if u}
-        tail = ans.tail()
     except sqlite3.Error as e:
         raise IndexError_(str(e)) from None
-    return (*_with_tail(acc, damaged, tail, by), units | _tail_units(tail))
+    return (*_with_tail(acc, damaged, tail, by), units | _tail_units(tail), late)
 
 
 def _tail_units(tail: list[Row]) -> set[str]:
@@ -445,6 +581,11 @@ def _unfiltered(f: Filters) -> bool:
                      or f.hosts or f.boots or f.mail_ids or f.spooled))
 
 
+def _only_text(f: Filters) -> bool:
+    """No filter but ``--subject`` and ``-g`` (which ``late`` does not look at): the index's flag answers."""
+    return _unfiltered(dataclasses.replace(f, subject=None, grep=None)) and not f.refused
+
+
 def _stats_counted(ans: Answer, by: str, refused: bool) -> tuple[dict[str, list[int]], int]:
     """The groups of ``by`` from the counts kept per journal file, mapped to this reader's
     login names (user) and local days (day)."""
@@ -454,7 +595,7 @@ def _stats_counted(ans: Answer, by: str, refused: bool) -> tuple[dict[str, list[
     kinds = "('mail', 'refused')" if refused else "('mail')"
     acc: dict[str, list[int]] = {}
     q = (f"SELECT key, SUM(mails), SUM(bytes) FROM agg WHERE by = ? AND kind IN {kinds} AND file IN ({files}) "
-         "GROUP BY key")
+         "GROUP BY key HAVING SUM(mails) > 0")
     for key, n, size in ans.idx.db.execute(q, (by,)):
         if by == "user":
             key = (name_of(int(key)) or key) if key else ""

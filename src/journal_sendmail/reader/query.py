@@ -255,34 +255,41 @@ def central(
     comes once, with ``duplicates`` counting its other copies.  It stores
     entries as they arrived, and hosts' clocks disagree: mail comes in the
     order of the senders' clocks (_SOURCE_REALTIME_TIMESTAMP, else the
-    entry's time, both stamped on the sending host).  Returns how many mails arrived
-    after one their sender stamped later, and the mails.  Reads the journal
-    twice, so that only (time, MAIL_ID, cursor) of every mail is held at once.
+    entry's time, both stamped on the sending host), then of the entry's time,
+    its boot and monotonic time, its sequence id and number (the cursor's
+    ``b``, ``m``, ``s`` and ``i``); a mail's
+    place and entry are its least copy's.  A total order, so the index merges
+    it lazily (indexed.central_order).  Returns how many mails are late (their
+    sender stamped them before a mail that came earlier in the same sequence:
+    one host's file), and the mails.  Reads the journal twice, so that only
+    (order, copy key, cursor) of every mail is held at once.
     """
     get_body = body or (lambda e: e.text or "")
     since, until = filters.since, filters.until
     apply_matches(reader, filters)
     reader.seek_head()  # not seek_realtime: the entries are in the order they arrived, not in time order
-    seen: set[bytes] = set()
-    order: list[tuple[int, str]] = []  # (sent, cursor) of the first copy of each mail, as they arrived
+    first: dict[bytes, tuple[tuple[int, int, str, int, str, int], str, bool]] = {}  # copy key -> (order, cursor, late)
     copies: dict[bytes, int] = {}
+    highest: dict[str, int] = {}  # the latest stamp of a mail in each sequence so far
     while reader._next(1):
         t = reader._get_realtime()
         if (since is not None and t < since) or (until is not None and t > until):
             continue
         cursor = reader._get_cursor()
+        s, i, b, m = cursor.split(";", 4)[:4]
+        sent = count(_field(reader, "_SOURCE_REALTIME_TIMESTAMP"), SIZE_MAX) or t
+        late = sent < highest.get(s, 0)
+        if _field(reader, "MESSAGE_ID") == MSG_MAIL.encode():
+            highest[s] = max(highest.get(s, 0), sent)
+        order = (sent, t, b[2:], int(m[2:], 16), s[2:], int(i[2:], 16))
         key = _copy_key(reader, cursor)
-        if key in seen:
+        got = first.get(key)
+        if got is not None:
             copies[key] = copies.get(key, 0) + 1
-            continue
-        seen.add(key)
-        order.append((count(_field(reader, "_SOURCE_REALTIME_TIMESTAMP"), SIZE_MAX) or t, cursor))
-    late, newest = 0, 0
-    for sent, _ in order:
-        if sent < newest:
-            late += 1
-        newest = max(newest, sent)
-    ordered = sorted(order, key=lambda o: o[0])  # stable: mails stamped alike stay in arrival order
+        if got is None or order < got[0]:
+            first[key] = (order, cursor, late)
+    late_mails = sum(1 for _, _, is_late in first.values() if is_late)
+    ordered = sorted((order, cursor) for order, cursor, _ in first.values())
 
     def fetch(cursor: str) -> MailEntry | None:
         reader.seek_cursor(cursor)
@@ -303,7 +310,51 @@ def central(
             chosen.append(e)
         yield from chosen if reverse else reversed(chosen)
 
+    return late_mails, gen()
+
+
+def central_each(reader: Any, filters: Filters,
+                 body: Callable[[MailEntry], str] | None = None) -> tuple[list[int], Iterator[MailEntry]]:
+    """What ``central`` gives, each mail once, in the order read: one pass, for counting
+    (``stats``).  The list holds ``central``'s late count once the mails are all read."""
+    get_body = body or (lambda e: e.text or "")
+    since, until = filters.since, filters.until
+    late = [0]
+
+    def gen() -> Iterator[MailEntry]:
+        apply_matches(reader, filters)
+        reader.seek_head()
+        first: dict[bytes, tuple[tuple[int, int, str, int, str, int], bool]] = {}
+        highest: dict[str, int] = {}
+        mail = MSG_MAIL.encode()
+        while reader._next(1):
+            t = reader._get_realtime()
+            if (since is not None and t < since) or (until is not None and t > until):
+                continue
+            d, cursor = reader._get_all(), reader._get_cursor()
+            s, i, b, m = cursor.split(";", 4)[:4]
+            sent = count(_one(d.get("_SOURCE_REALTIME_TIMESTAMP")), SIZE_MAX) or t
+            is_late = sent < highest.get(s, 0)
+            if _one(d.get("MESSAGE_ID")) == mail:
+                highest[s] = max(highest.get(s, 0), sent)
+            order = (sent, t, b[2:], int(m[2:], 16), s[2:], int(i[2:], 16))
+            mail_id = _one(d.get("MAIL_ID"))
+            key = b"\0".join([mail_id, *(_one(d.get(n)) or b"" for n in ("_UID", "_HOSTNAME", "_BOOT_ID"))]) \
+                if mail_id else cursor.encode()
+            got = first.get(key)
+            if got is None or order < got[0]:
+                first[key] = (order, is_late)
+            if got is None:
+                e = to_entry(d, t, cursor)
+                if wanted(e, filters, get_body):
+                    yield e
+        late[0] = sum(1 for _, is_late in first.values() if is_late)
+
     return late, gen()
+
+
+def _one(v: Any) -> bytes | None:
+    return v[0] if isinstance(v, list) else v  # type: ignore[no-any-return]
 
 
 def _copy_key(reader: Any, cursor: str) -> bytes:

@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 import jinja2
 
 from ...errors import DamagedMail, JournalSendmailError, NoPermission, NotFound, UsageError
-from .. import commands, query, render
+from .. import commands, indexed, query, render
 from ..commands import Damaged, find, grep_body, open_journal, selected, whole
 from ..entry import MailEntry
 from ..filters import make_filters
@@ -180,18 +180,11 @@ class Inbox:
 
     def mails(self, args: argparse.Namespace, q: str, reverse: bool) -> Generator[MailEntry, None, None]:
         """The mail ``args`` selects (newest first with ``reverse``), those the search ``q`` finds."""
-        if q:
-            # q searches bodies, which the index keeps only in part and selected() does not hand
-            # out: the journal is read (newest first, until a page is full), with its raw bytes.
-            args.no_index = True
         reader, filters = commands.start(args, self.io)
         try:
-            entries = selected(args, self.io, reader, filters, reverse)
+            entries = selected(args, self.io, reader, filters, reverse, search=q or None)  # through the index
             try:
-                if q:
-                    yield from searched(entries, q, grep_body(args))
-                else:
-                    yield from entries
+                yield from entries
             finally:
                 close = getattr(entries, "close", None)
                 if close is not None:
@@ -423,13 +416,7 @@ def _bounded(key: str, value: str) -> str:
 
 def searched(entries: Iterable[MailEntry], q: str, body: Callable[[MailEntry], str]) -> Iterator[MailEntry]:
     """The mails whose subject, from, to, host, caller, unit or body contain ``q`` (any case)."""
-    needle = q.casefold()
-    for e in entries:
-        h = e.headers
-        fields = (e.subject, h.get("from", ""), h.get("to", ""), h.get("cc", ""), e.envelope_from,
-                  ",".join(e.recipients), e.hostname, e.caller_comm, e.unit)
-        if any(needle in f.casefold() for f in fields) or needle in body(e).casefold():
-            yield e
+    return indexed.searched(entries, q, body)
 
 
 def _param(params: list[tuple[str, str]], name: str) -> str:
