@@ -87,12 +87,14 @@ def _journal(reader: Any) -> int | None:
     j: int | None = ctypes.c_void_p.from_address(id(reader) + _J_OFFSET).value
     if not j:
         return None
-    if lib.ok is None:
+    if lib.ok is None:  # once: libsystemd's word on the entry's time is the reader's
         t = ctypes.c_uint64()
         try:
-            lib.ok = lib.realtime(j, ctypes.byref(t)) >= 0 and t.value == reader._get_realtime()
+            if lib.realtime(j, ctypes.byref(t)) < 0:
+                return None  # on no entry: checked at the next one
+            lib.ok = t.value == reader._get_realtime()
         except OSError:
-            lib.ok = False
+            return None
         if not lib.ok:
             return None
     return j
