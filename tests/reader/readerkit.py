@@ -199,3 +199,54 @@ def remote(stream: bytes, output: Path) -> None:
     p = subprocess.run(["/lib/systemd/systemd-journal-remote", f"--output={output}", "-"], input=stream,
                        capture_output=True, timeout=60)
     assert p.returncode == 0 and output.exists(), p.stderr.decode()
+
+
+# Forged entries with a huge MAIL_RAW, written by uid nobody through a sealed memfd as
+# journald's native protocol allows (issue 21): ``n`` message entries with MAIL_RAWs of
+# ``mib`` MiB (every other one claiming MAIL_SIZE=20), then one well-formed 2-part mail
+# of nobody's whose part 2 is ``mib`` MiB.  "random" payloads do not compress: journald
+# stores them as they are.
+BIG_FORGER = r"""
+import fcntl, hashlib, os, socket, sys
+n, size, mail, part, payload, base = (int(sys.argv[1]), int(sys.argv[2]) << 20, sys.argv[3], sys.argv[4], sys.argv[5],
+                                      int(sys.argv[6]))
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.connect("/run/systemd/journal/socket")
+
+def send(fields):
+    fd = os.memfd_create("forged", os.MFD_ALLOW_SEALING)
+    for name, v in fields:
+        os.write(fd, name + b"\n" + len(v).to_bytes(8, "little") + v + b"\n")
+    fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SEAL)
+    s.sendmsg([], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fd.to_bytes(4, "little"))])
+    os.close(fd)
+
+def body():
+    return os.urandom(size) if payload == "random" else b"x" * size
+
+for i in range(n):
+    raw = b"Subject: big %d\n\n" % i + body()  # 8 data objects: journald keeps one of identical values
+    send([(b"MESSAGE", b"forged"), (b"MESSAGE_ID", mail.encode()), (b"MAIL_ID", b"%032x" % (base + 0xb16 + i)),
+          (b"MAIL_RCPT", b"root"), (b"MAIL_SUBJECT", b"big %d" % i),
+          (b"MAIL_SIZE", str(len(raw) if i % 2 else 20).encode()),
+          (b"MAIL_SHA256", hashlib.sha256(raw).hexdigest().encode()), (b"MAIL_RAW", raw)])
+first = b"Subject: big parts\n\n" + b"y" * 4076
+mail_id, parted = b"%032x" % (base + 0xbf00), first + b"z" * 4096
+send([(b"MESSAGE", b"forged"), (b"MESSAGE_ID", mail.encode()), (b"MAIL_ID", mail_id), (b"MAIL_RCPT", b"root"),
+      (b"MAIL_SUBJECT", b"big parts"), (b"MAIL_SIZE", str(len(parted)).encode()), (b"MAIL_PARTS", b"2"),
+      (b"MAIL_SHA256", hashlib.sha256(parted).hexdigest().encode()), (b"MAIL_RAW", first)])
+send([(b"MESSAGE", b"forged part"), (b"MESSAGE_ID", part.encode()), (b"MAIL_ID", mail_id), (b"MAIL_PART", b"2"),
+      (b"MAIL_PARTS", b"2"), (b"MAIL_RAW", body())])
+"""
+FORGED_IDS = [f"{0xb16 + i:032x}" for i in range(8)] + [f"{0xbf00:032x}"]
+
+
+def forge_big_raws(j: harness.Journald, payload: str, n: int = 8, mib: int = 100, base: int = 0) -> None:
+    """``n`` forged entries with a ``mib`` MiB MAIL_RAW and a forged ``mib`` MiB part, by nobody
+    (their MAIL_IDs ``base`` on from FORGED_IDS')."""
+    from journal_sendmail.record import MSG_MAIL, MSG_PART
+
+    subprocess.run([*as_user(65534), "/usr/bin/python3", "-I", "-c", BIG_FORGER, str(n), str(mib), MSG_MAIL,
+                    MSG_PART, payload, str(base)], check=True, timeout=600, cwd="/")
+    assert j.entries(f"MAIL_ID={base + 0xbf00:032x}", "MESSAGE=forged part", wait_for=1, timeout=300), \
+        "journald did not keep the forged entries"

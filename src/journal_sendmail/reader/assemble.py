@@ -17,6 +17,7 @@ from ..body import searchable
 from ..errors import DamagedMail
 from ..record import MSG_PART
 from .entry import MailEntry, count
+from .fields import raw_length
 
 SENDER_FIELDS = ("_UID", "_HOSTNAME", "_BOOT_ID")
 
@@ -86,8 +87,11 @@ def _parts(open_parts: Callable[[], Any], entry: MailEntry) -> dict[int, bytes]:
                 continue
             if [_field(reader, name) for name in SENDER_FIELDS] != sender:
                 continue
+            want = last if n == entry.parts else step
+            if raw_length(reader) not in (None, want):
+                continue  # not read: a part of another length (a forged 100 MiB one) is no part of it
             chunk = _field(reader, "MAIL_RAW")
-            if chunk is not None and len(chunk) == (last if n == entry.parts else step):
+            if chunk is not None and len(chunk) == want:
                 found[n] = chunk
         return found
     finally:

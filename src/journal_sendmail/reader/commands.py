@@ -15,6 +15,7 @@ from ..errors import EX_OK, DamagedMail, NoPermission, NotFound, OutputError, Us
 from . import index, indexed, query, render
 from .assemble import assemble, searchable_body
 from .entry import MailEntry, Sender, to_entry
+from .fields import entry_fields
 from .filters import Filters, make_filters
 from .output import FLUSH_BYTES, Io, Output, Signals, eml_directory, page, read_cursor, save_cursor, write_eml
 from .query import Source
@@ -235,7 +236,7 @@ def _refetch(reader: Any, e: MailEntry) -> MailEntry:
     reader.seek_cursor(e.cursor)
     if not reader._next(1) or not reader.test_cursor(e.cursor):
         return e  # vacuumed since: export says it is damaged, as a scan that met it would not have shown it
-    again = to_entry(reader._get_all(), reader._get_realtime(), e.cursor)
+    again = to_entry(entry_fields(reader), reader._get_realtime(), e.cursor)
     again.duplicates = e.duplicates
     return again
 

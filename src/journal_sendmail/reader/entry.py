@@ -20,6 +20,7 @@ PID_MAX = 1 << 22  # the kernel's ceiling for pid_max
 UID_MAX = (1 << 32) - 2
 SIZE_MAX = 1 << 63
 _HEX = b"0123456789abcdef"
+WITHHELD = "\0withheld"  # no journal field has this name: {field: length} of the fields not read (fields.py)
 
 Sender = tuple[int | None, str, str]
 
@@ -157,12 +158,17 @@ def to_entry(d: dict[str, Any], realtime: int, cursor: str) -> MailEntry:
     sha256 = single("MAIL_SHA256")
     if sha256 is None or not hex_id(sha256, 64):
         damaged.append("MAIL_SHA256 is not a SHA-256 digest")
+    withheld: dict[str, int] = get(WITHHELD) or {}
+    for name, length in withheld.items():
+        if name != "MAIL_RAW":
+            damaged.append(f"{name} of {length} bytes is longer than any part")
     raw = single("MAIL_RAW") or b""
-    if len(raw) > PART_SIZE_MAX or (size is not None and len(raw) > size):
-        # longer than any part or than the mail: forged; not kept (query.py reads at most
-        # one byte more than a part, so it cost no more than a part)
-        damaged.append(f"MAIL_RAW of {len(raw)}{'+' if len(raw) > PART_SIZE_MAX else ''} bytes is longer than "
-                       f"{'any part' if len(raw) > PART_SIZE_MAX else 'MAIL_SIZE'}")
+    n = withheld.get("MAIL_RAW", len(raw))
+    if "MAIL_RAW" in withheld or n > PART_SIZE_MAX or (size is not None and n > size):
+        # longer than any part or than the mail: forged; never kept (fields.py did not even
+        # read it, where it could: the entry's fields came without it)
+        damaged.append(f"MAIL_RAW of {n}{'' if withheld or n <= PART_SIZE_MAX else '+'} bytes is longer than "
+                       f"{'any part' if n > PART_SIZE_MAX else 'MAIL_SIZE'}")
         raw = b""
     parts_field = single("MAIL_PARTS")
     parts = 1 if parts_field is None else count(parts_field, MAX_PARTS)

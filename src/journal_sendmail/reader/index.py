@@ -55,6 +55,7 @@ from ..users import name_of
 from . import safefile
 from .assemble import searchable_body
 from .entry import SIZE_MAX, MailEntry, count, to_entry
+from .fields import entry_fields
 from .filters import Filters
 
 INDEX_DIR = "/var/lib/journal-mail/index"
@@ -385,7 +386,7 @@ class Builder:
             while reader._next(1):
                 t = reader._get_realtime()
                 c = reader._get_cursor()
-                d = reader._get_all()
+                d = entry_fields(reader)
                 pos += 1
                 rows.append(self._row(d, t, c, fid, pos))
                 last = c

@@ -20,6 +20,7 @@ from typing import Any
 from ..users import name_of
 from .assemble import searchable_body
 from .entry import SIZE_MAX, MailEntry, count, to_entry
+from .fields import entry_fields
 from .filters import Filters, wanted
 from .index import (
     MASK,
@@ -306,7 +307,7 @@ class Answer:
             try:
                 while reader._next(1):
                     pos += 1
-                    t, c, d = reader._get_realtime(), reader._get_cursor(), reader._get_all()
+                    t, c, d = reader._get_realtime(), reader._get_cursor(), entry_fields(reader)
                     k = parse_cursor(c)
                     e = to_entry(d, t, c)
                     out.append(Row((k.get("s", ""), int(k.get("i", "0"), 16), k.get("b", ""),
@@ -369,7 +370,7 @@ def fetch(open_reader: Callable[[], Any], e: MailEntry) -> MailEntry | None:
         reader.seek_cursor(e.cursor)
         if not reader._next(1) or not reader.test_cursor(e.cursor):
             return None
-        return to_entry(reader._get_all(), reader._get_realtime(), e.cursor)
+        return to_entry(entry_fields(reader), reader._get_realtime(), e.cursor)
     finally:
         reader.close()
 

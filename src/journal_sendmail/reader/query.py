@@ -17,6 +17,7 @@ from typing import Any
 from ..errors import NotFound
 from ..record import MSG_MAIL, PART_SIZE_MAX
 from .entry import SIZE_MAX, MailEntry, Sender, _text, count, to_entry
+from .fields import entry_fields
 from .filters import Filters, wanted
 from .timespec import US
 
@@ -167,7 +168,7 @@ def _scan(reader: Any, filters: Filters, body: Callable[[MailEntry], str], forwa
     else:
         reader.seek_realtime(until + 1) if until is not None else reader.seek_tail()
     step = reader._next if forward else reader._previous
-    get_all, get_realtime, get_cursor = reader._get_all, reader._get_realtime, reader._get_cursor
+    get_realtime, get_cursor = reader._get_realtime, reader._get_cursor
     while step(1):
         t = get_realtime()
         if until is not None and t > until:
@@ -178,7 +179,7 @@ def _scan(reader: Any, filters: Filters, body: Callable[[MailEntry], str], forwa
             if forward:
                 continue
             return
-        e = to_entry(get_all(), t, get_cursor())
+        e = to_entry(entry_fields(reader), t, get_cursor())
         if wanted(e, filters, body):
             yield e
 
@@ -226,7 +227,7 @@ def follow(
                 continue
             if filters.until is not None and t > filters.until:
                 continue
-            e = to_entry(reader._get_all(), t, reader._get_cursor())
+            e = to_entry(entry_fields(reader), t, reader._get_cursor())
             key = (e.mail_id, e.sender)
             if (e.mail_id and key in recent) or not wanted(e, filters, get_body):
                 continue
@@ -295,7 +296,7 @@ def central(
         reader.seek_cursor(cursor)
         if not reader._next(1) or not reader.test_cursor(cursor):
             return None
-        e = to_entry(reader._get_all(), reader._get_realtime(), cursor)
+        e = to_entry(entry_fields(reader), reader._get_realtime(), cursor)
         e.duplicates = copies.get(_copy_key(reader, cursor), 0)
         return e if wanted(e, filters, get_body) else None
 

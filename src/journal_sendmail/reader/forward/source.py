@@ -16,6 +16,7 @@ from typing import Any
 
 from ...record import MSG_MAIL, MSG_REFUSED
 from ..entry import to_entry
+from ..fields import entry_fields
 from .rules import Mail
 
 _FORWARDED = re.compile(rb"(?im)^x-journal-mail-forwarded[ \t]*:")
@@ -76,6 +77,6 @@ def scan(reader: Any, host: str, cursor: str | None, on_gap: Callable[[str], Non
         reader.seek_head()
     while pending or reader._next(1):
         pending = False
-        d = reader._get_all()
+        d = entry_fields(reader)
         e = to_entry(d, reader._get_realtime(), reader._get_cursor())
         yield Mail(e, e.unit, forwarded(e.raw))
