@@ -332,7 +332,7 @@ def central_each(reader: Any, filters: Filters,
             t = reader._get_realtime()
             if (since is not None and t < since) or (until is not None and t > until):
                 continue
-            d, cursor = reader._get_all(), reader._get_cursor()
+            d, cursor = entry_fields(reader), reader._get_cursor()
             s, i, b, m = cursor.split(";", 4)[:4]
             sent = count(_one(d.get("_SOURCE_REALTIME_TIMESTAMP")), SIZE_MAX) or t
             is_late = sent < highest.get(s, 0)
