@@ -9,6 +9,7 @@ message is still there for the spool if the journal fails half way.
 from __future__ import annotations
 
 import posix
+import sys
 
 from .dataclass_lite import record
 
@@ -19,13 +20,16 @@ if TYPE_CHECKING:
     Reader = Callable[[int], bytes]
 
 
-try:  # the C module directly: hashlib's start-up (OpenSSL) costs ~2.5-3.5 ms
-    from _sha256 import sha256  # type: ignore[import-not-found,unused-ignore]
-except ImportError:  # pragma: no cover - Python 3.12 renamed it (trixie, forky)
-    try:
-        from _sha2 import sha256  # type: ignore[import-not-found,no-redef,unused-ignore]
-    except ImportError:
-        from hashlib import sha256
+# The C module directly: hashlib's start-up (OpenSSL) costs ~2.5-3.5 ms.
+# Python 3.12 renamed it _sha2 (trixie, forky); the name of this Python is
+# tried first: a failed import searches all of sys.path (~50 us).
+try:
+    if sys.version_info >= (3, 12):
+        from _sha2 import sha256  # type: ignore[import-not-found,unused-ignore]
+    else:
+        from _sha256 import sha256  # type: ignore[import-not-found,no-redef,unused-ignore]
+except ImportError:  # pragma: no cover - a Python built without it
+    from hashlib import sha256
 
 READ_SIZE = 256 * 1024
 
