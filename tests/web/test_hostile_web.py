@@ -48,6 +48,26 @@ def get(url: str) -> tuple[int, bytes, float]:
         return e.code, e.read(), time.monotonic() - t
 
 
+def serve(port: int, prefix: list[str] | None = None) -> subprocess.Popen[bytes]:
+    """``journal-mail serve`` on 127.0.0.1:PORT (after ``prefix``, e.g. a prlimit)."""
+    return subprocess.Popen([*(prefix or []), *readerkit.READER, "serve", "--listen", f"127.0.0.1:{port}"],
+                            env=readerkit.ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def listening(proc: subprocess.Popen[bytes], port: int) -> str:
+    """The server's URL once it accepts connections (its stderr if it died first)."""
+    def up() -> bool:
+        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    wait_until(up, what="journal-mail serve listening")
+    return f"http://127.0.0.1:{port}"
+
+
 @pytest.mark.parametrize("size", [1 << 20, 4 << 20], ids=["1MiB", "4MiB"])
 def test_hostile_headers_cost_the_web_inbox_a_bounded_amount(size: int, journald: harness.Journald,
                                                             bindir: Path) -> None:
@@ -59,20 +79,9 @@ def test_hostile_headers_cost_the_web_inbox_a_bounded_amount(size: int, journald
     mail_id = re.search(rb"mail ([0-9a-f]{32})", p.stderr).group(1).decode()  # type: ignore[union-attr]
     journald.entries(f"MAIL_ID={mail_id}", wait_for=1)
     port = free_port()
-    proc = subprocess.Popen(["prlimit", f"--data={CAP}", "--", *readerkit.READER, "serve", "--listen",
-                             f"127.0.0.1:{port}"], env=readerkit.ENV, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    proc = serve(port, ["prlimit", f"--data={CAP}", "--"])
     try:
-        def up() -> bool:
-            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    return True
-            except OSError:
-                return False
-
-        wait_until(up, what="journal-mail serve listening")
-        url = f"http://127.0.0.1:{port}"
+        url = listening(proc, port)
         for path in ("/", f"/mail/{mail_id}", f"/mail/{mail_id}/raw", "/api/mails", f"/api/mails/{mail_id}",
                      "/?q=aaaa", "/stats"):
             status, body, seconds = get(url + path)
@@ -104,19 +113,9 @@ def test_forged_100MiB_raws_cost_the_web_inbox_at_most_200MiB(payload: str, jour
         ids.append(re.search(rb"mail ([0-9a-f]{32})", p.stderr).group(1).decode())  # type: ignore[union-attr]
     journald.entries(f"MAIL_ID={ids[-1]}", wait_for=1)
     port = free_port()
-    proc = subprocess.Popen([*readerkit.READER, "serve", "--listen", f"127.0.0.1:{port}"], env=readerkit.ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = serve(port)
     try:
-        def up() -> bool:
-            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    return True
-            except OSError:
-                return False
-
-        wait_until(up, what="journal-mail serve listening")
-        url = f"http://127.0.0.1:{port}"
+        url = listening(proc, port)
         status, page, _ = get(url + "/")
         assert status == 200 and b"genuine before" in page and b"genuine after" in page, (status, page[-2000:])
         assert b"xxxxxxxx" not in page

@@ -39,6 +39,27 @@ def exchange(port: int, data: bytes, host: str = "127.0.0.1", family: int = sock
 SMUGGLED = b"GET /api/mails?uid=0 HTTP/1.1\r\nHost: localhost\r\n\r\n"
 
 
+def drip(s: socket.socket, data: bytes) -> float | None:
+    """Send ``data`` a byte every half second, as a slow client does; the seconds
+    after which the server closed the connection, or None if it never did."""
+    started = time.monotonic()
+    for byte in data:
+        try:
+            s.send(bytes([byte]))
+            s.setblocking(False)
+            try:
+                if s.recv(1) == b"":
+                    return time.monotonic() - started
+            except BlockingIOError:
+                pass
+            finally:
+                s.setblocking(True)
+        except OSError:
+            return time.monotonic() - started
+        time.sleep(0.5)  # pacing of the slow client
+    return None
+
+
 @pytest.mark.parametrize("framing", [
     b"Content-Length: %d\r\n" % len(SMUGGLED),
     b"Transfer-Encoding: chunked\r\n",
@@ -102,24 +123,7 @@ def test_head_deadline_is_for_the_whole_head(inbox: Serve) -> None:
     from journal_sendmail.reader.web.server import HEAD_DEADLINE
 
     with socket.create_connection(("127.0.0.1", port_of(inbox.url)), timeout=5) as s:
-        started = time.monotonic()
-        cut = None
-        for byte in b"GET / HTTP/1.1\r\nX-Slow: " + b"a" * 200:
-            try:
-                s.send(bytes([byte]))
-                s.setblocking(False)
-                try:
-                    if s.recv(1) == b"":
-                        cut = time.monotonic() - started
-                        break
-                except BlockingIOError:
-                    pass
-                finally:
-                    s.setblocking(True)
-            except OSError:
-                cut = time.monotonic() - started
-                break
-            time.sleep(0.5)  # pacing of the slow client
+        cut = drip(s, b"GET / HTTP/1.1\r\nX-Slow: " + b"a" * 200)
         assert cut is not None and HEAD_DEADLINE - 1 < cut < HEAD_DEADLINE + 3, cut
 
 
@@ -155,23 +159,7 @@ def test_tls_handshake_has_one_deadline(tmp_path: Path) -> None:
     try:
         hello = bytes.fromhex("160301") + b"\x02\x00" + b"\x01" * 512  # a record header, then a slow body
         with socket.create_connection(("127.0.0.1", port_of(url)), timeout=5) as s:
-            started, cut = time.monotonic(), None
-            for byte in hello:
-                try:
-                    s.send(bytes([byte]))
-                    s.setblocking(False)
-                    try:
-                        if s.recv(1) == b"":
-                            cut = time.monotonic() - started
-                            break
-                    except BlockingIOError:
-                        pass
-                    finally:
-                        s.setblocking(True)
-                except OSError:
-                    cut = time.monotonic() - started
-                    break
-                time.sleep(0.5)  # pacing of the slow client
+            cut = drip(s, hello)
         assert cut is not None and cut < HEAD_DEADLINE + 3, cut
     finally:
         stop(proc)
