@@ -4,8 +4,6 @@ The raw message is stored as received; this is the one place that decodes a
 body: the first text part, transfer-decoded, as UTF-8.
 """
 
-from __future__ import annotations
-
 PLAIN_CHARSETS = ("", "us-ascii", "utf-8", "utf8")
 
 

@@ -1,8 +1,6 @@
 """Caller: who handed us the mail, read from the parent process in /proc,
 and the systemd unit the submission runs in, from our own cgroup."""
 
-from __future__ import annotations
-
 import posix
 
 # A unit's cgroup is named after it; slices only group units.

@@ -6,8 +6,6 @@ listed in ``Config.problems``, for the caller to report; ``check`` is the
 strict reading (``journal-sendmail --check-config``).
 """
 
-from __future__ import annotations
-
 import posix
 
 from .dataclass_lite import fields, record, replace
@@ -80,7 +78,7 @@ def _size(text: str) -> int:
     return int(t) * scale
 
 
-def _level(names: tuple[str, ...]) -> Callable[[str], int]:
+def _level(names: tuple[str, ...]) -> "Callable[[str], int]":
     def parse(text: str) -> int:
         t = text.strip().lower()
         if t.isdigit() and int(t) < len(names):
@@ -125,7 +123,7 @@ def _path(text: str) -> str:
     return t
 
 
-PARSERS: dict[str, Callable[[str], object]] = {
+PARSERS: "dict[str, Callable[[str], object]]" = {
     "identifier": _identifier,
     "priority": _level(PRIORITIES),
     "facility": _level(FACILITIES),
@@ -151,7 +149,7 @@ def _only_comments(text: str) -> bool:
     return True
 
 
-def parse(text: str, path: str = "<string>") -> Config:
+def parse(text: str, path: str = "<string>") -> "Config":
     """Parse the text of a configuration file into a Config; what cannot be
     used keeps its built-in default and is listed in ``problems``."""
     if _only_comments(text):
@@ -223,7 +221,7 @@ def _read(target: str) -> str:
 
 def load(
     path: str | None = None, environ: dict[str, str] | None = None, default_path: str = DEFAULT_PATH
-) -> Config:
+) -> "Config":
     """Read the configuration: ``path``, else $JOURNAL_SENDMAIL_CONFIG, else /etc.
 
     Never fails: a missing /etc file means built-in defaults; a file that

@@ -8,8 +8,6 @@ position or keyword, __repr__, __eq__, frozen instances and ``replace``.
 Type checkers see it as a dataclass (PEP 681).
 """
 
-from __future__ import annotations
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -26,17 +24,17 @@ else:
 class _Factory:
     __slots__ = ("make",)
 
-    def __init__(self, make: Callable[[], Any]) -> None:
+    def __init__(self, make: "Callable[[], Any]") -> None:
         self.make = make
 
 
-def field(*, default_factory: Callable[[], T]) -> T:
+def field(*, default_factory: "Callable[[], T]") -> "T":
     """A mutable default: ``x: list[str] = field(default_factory=list)``."""
     return _Factory(default_factory)  # type: ignore[return-value]
 
 
 @dataclass_transform(field_specifiers=(field,))
-def record(cls: C | None = None, *, frozen: bool = False) -> Any:
+def record(cls: "C | None" = None, *, frozen: bool = False) -> "Any":
     """Make ``cls`` a record of its annotated fields (``frozen=True``: immutable).
 
     >>> @record(frozen=True)
@@ -47,11 +45,11 @@ def record(cls: C | None = None, *, frozen: bool = False) -> Any:
     (Point(x=1, y=2), True, Point(x=1, y=3))
     """
 
-    def wrap(cls: C) -> C:
+    def wrap(cls: "C") -> "C":
         names = tuple(n for n in cls.__dict__.get("__annotations__", {}) if not n.startswith("_"))  # noqa: RUF063 - no inspect
         defaults = {n: cls.__dict__[n] for n in names if n in cls.__dict__}
 
-        def __init__(self: Any, *args: Any, **kw: Any) -> None:
+        def __init__(self: "Any", *args: "Any", **kw: "Any") -> None:
             if len(args) > len(names):
                 raise TypeError(f"{cls.__name__}() takes at most {len(names)} positional arguments")
             values = dict(zip(names, args, strict=False))
@@ -67,19 +65,19 @@ def record(cls: C | None = None, *, frozen: bool = False) -> Any:
                     values[name] = d.make() if isinstance(d, _Factory) else d
                 object.__setattr__(self, name, values[name])
 
-        def __repr__(self: Any) -> str:
+        def __repr__(self: "Any") -> str:
             inner = ", ".join(f"{n}={getattr(self, n)!r}" for n in names)
             return f"{cls.__name__}({inner})"
 
-        def __eq__(self: Any, other: object) -> bool:
+        def __eq__(self: "Any", other: object) -> bool:
             if other.__class__ is not self.__class__:
                 return NotImplemented
             return all(getattr(self, n) == getattr(other, n) for n in names)
 
-        def __setattr__(self: Any, name: str, value: Any) -> None:
+        def __setattr__(self: "Any", name: str, value: "Any") -> None:
             raise AttributeError(f"{cls.__name__} is frozen: cannot set {name}")
 
-        def __hash__(self: Any) -> int:
+        def __hash__(self: "Any") -> int:
             return hash(tuple(getattr(self, n) for n in names))
 
         methods: dict[str, Any] = {"__init__": __init__, "__repr__": __repr__, "__eq__": __eq__}
@@ -92,7 +90,7 @@ def record(cls: C | None = None, *, frozen: bool = False) -> Any:
     return wrap if cls is None else wrap(cls)
 
 
-def replace(obj: T, **changes: Any) -> T:
+def replace(obj: "T", **changes: "Any") -> "T":
     """A copy of the record ``obj`` with some fields changed."""
     names = obj.__class__.__record_fields__  # type: ignore[attr-defined]
     return obj.__class__(**{n: changes.pop(n) if n in changes else getattr(obj, n) for n in names}, **changes)

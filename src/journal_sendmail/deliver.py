@@ -1,8 +1,6 @@
 """Deliver: a submission into the journal, or into the spool when the journal
 cannot take it.  Exit 75 only when neither could."""
 
-from __future__ import annotations
-
 from .config import Config
 from .errors import JournalError, SpoolError
 from .submission import Envelope, Submission, resolve

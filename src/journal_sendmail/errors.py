@@ -1,7 +1,5 @@
 """The one exception hierarchy: each error knows its sysexits code and a stable tag."""
 
-from __future__ import annotations
-
 EX_OK = 0
 EX_USAGE = 64
 EX_DATAERR = 65

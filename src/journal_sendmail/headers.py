@@ -15,8 +15,6 @@ decoded): the email package re-renders them, and would drop cron's
 ``root (Cron Daemon)`` comment.
 """
 
-from __future__ import annotations
-
 from .dataclass_lite import field, record
 
 ADDRESSES_MAX = 10_000  # addresses read from the address headers
@@ -388,7 +386,7 @@ def _unixfrom_address(line: bytes | None) -> str | None:
     return parts[0] if parts else None
 
 
-def parse(head: bytes) -> Headers:
+def parse(head: bytes) -> "Headers":
     """Parse the header block at the start of ``head``."""
     unixfrom, block = header_block(head)
     block, cuts = bound_block(block)
@@ -400,7 +398,7 @@ def parse(head: bytes) -> Headers:
     return found
 
 
-def parse_fast(block: bytes) -> Headers | None:
+def parse_fast(block: bytes) -> "Headers | None":
     """The fast path; None where the block is not trivially simple."""
     lines = block.splitlines(keepends=True)
     if not lines or lines[-1].strip(b"\r\n"):
@@ -440,7 +438,7 @@ def parse_fast(block: bytes) -> Headers | None:
 INTERESTING = frozenset(RECORDED) | ADDRESS_HEADERS | {"content-type", "content-transfer-encoding"}
 
 
-def _finish(out: Headers, found: dict[str, list[tuple[str, list[str]]]]) -> None:
+def _finish(out: "Headers", found: dict[str, list[tuple[str, list[str]]]]) -> None:
     """Fill ``out`` from every occurrence of the interesting headers, by name."""
     for name, occurrences in found.items():
         if name in RECORDED:
@@ -455,7 +453,7 @@ def _finish(out: Headers, found: dict[str, list[tuple[str, list[str]]]]) -> None
     ]
 
 
-def parse_email(block: bytes) -> Headers:
+def parse_email(block: bytes) -> "Headers":
     """The general path: the standard email package with its modern policy."""
     from email.parser import BytesParser
 
@@ -543,7 +541,7 @@ def _multipart_quirk(defect: object) -> bool:
     return type(defect).__name__ == "MultipartInvariantViolationDefect"
 
 
-def _multipart_defects(msg: Message) -> list[str]:
+def _multipart_defects(msg: "Message") -> list[str]:
     """Our own check of a multipart Content-Type: it needs a boundary (RFC 2046 5.1.1)."""
     try:
         if msg.get_content_maintype() != "multipart" or msg.get_boundary():

@@ -8,8 +8,6 @@ deadline, and hands entries too big for one datagram over in a sealed memfd
 ``socket``: the latter costs ~7 ms of start-up (enum, selectors).
 """
 
-from __future__ import annotations
-
 import _socket
 import errno
 import posix
@@ -256,7 +254,7 @@ def _missing(path: str, sent: dict[bytes, int]) -> int:
     return missing
 
 
-def write_mail(send: Sender, fields: Fields, parts: Iterable[Fields]) -> None:
+def write_mail(send: "Sender", fields: "Fields", parts: "Iterable[Fields]") -> None:
     """Write the part entries, then the message entry that commits them.
 
     The message entry goes last: a reader that sees it knows every part is

@@ -6,8 +6,6 @@ the process's own memory does not grow with the message, and the whole
 message is still there for the spool if the journal fails half way.
 """
 
-from __future__ import annotations
-
 import posix
 import sys
 
@@ -51,7 +49,7 @@ class Raw:
     def truncated(self) -> bool:
         return self.received > self.size
 
-    def chunks(self, part_size: int) -> Iterator[bytes]:
+    def chunks(self, part_size: int) -> "Iterator[bytes]":
         """The stored bytes, ``part_size`` at a time (one empty chunk for 0 B)."""
         if self.fd is None or self.size <= len(self.head):
             yield self.head
@@ -102,13 +100,13 @@ def find_dot_line(data: bytes, bol: bool) -> tuple[int, int] | int | None:
 
 
 def read(
-    read_fn: Reader,
+    read_fn: "Reader",
     *,
     ignore_dots: bool,
     part_size: int,
     max_size: int,
     read_after_dot: bool = True,
-) -> Raw:
+) -> "Raw":
     """Read a whole message with ``read_fn`` (like os.read) into a Raw."""
     digest = sha256()
     head = bytearray()
@@ -187,7 +185,7 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[posix.write(fd, view):]
 
 
-def from_fd(fd: int, base: int, size: int, part_size: int) -> Raw:
+def from_fd(fd: int, base: int, size: int, part_size: int) -> "Raw":
     """A Raw for ``size`` bytes at ``base`` of an open file (a spool file).
 
     The file is read once, a chunk at a time, for the digest; ``fd`` is
@@ -200,7 +198,7 @@ def from_fd(fd: int, base: int, size: int, part_size: int) -> Raw:
     return Raw(head=head, size=size, sha256=digest.hexdigest(), fd=posix.dup(fd), received=size, base=base)
 
 
-def from_bytes(data: bytes | bytearray, part_size: int, max_size: int | None = None) -> Raw:
+def from_bytes(data: bytes | bytearray, part_size: int, max_size: int | None = None) -> "Raw":
     """A Raw for bytes already in memory (an SMTP DATA block), at most ``max_size`` of them."""
     view = memoryview(data)
     pos = 0

@@ -9,8 +9,6 @@ getopt: flags group (``-ti``), values attach or follow (``-fX``, ``-f X``),
 the first non-option ends the options.
 """
 
-from __future__ import annotations
-
 from .dataclass_lite import record
 from .errors import UsageError
 
@@ -22,18 +20,25 @@ VALUE = "value"  # attached or the next argument: -fX, -f X
 OPTIONAL = "optional"  # only attached, may be empty: -q, -q30m, -d, -d0.1
 
 
-@record(frozen=True)
 class Option:
-    """One row of the table."""
+    """One row of the table.  A plain class, not a record: building 55 rows
+    through record's generic __init__ cost every cron mail 1.1 million
+    instructions at import, 5% of the interpreter's own start-up."""
 
-    name: str  # as written: "-t", "-bs", "-o*" (any other -o letters)
-    kind: str
-    arg: str
-    action: str  # what the parser does, or the journal field it records to
-    doc: str
+    __slots__ = ("action", "arg", "doc", "kind", "name")
+
+    def __init__(self, name: str, kind: str, arg: str, action: str, doc: str) -> None:
+        self.name = name  # as written: "-t", "-bs", "-o*" (any other -o letters)
+        self.kind = kind
+        self.arg = arg
+        self.action = action  # what the parser does, or the journal field it records to
+        self.doc = doc
+
+    def __repr__(self) -> str:
+        return f"Option({self.name!r}, {self.kind!r}, {self.arg!r}, {self.action!r})"
 
 
-OPTIONS: tuple[Option, ...] = (
+OPTIONS: "tuple[Option, ...]" = (
     # honoured
     Option("-t", HONOUR, FLAG, "extract", "recipients from To, Cc, Bcc (or Resent-*) too, united with the arguments"),
     Option("-i", HONOUR, FLAG, "ignore_dots", "a line with only a dot does not end the message"),
@@ -117,7 +122,7 @@ def program_name(argv0: str) -> str:
     return argv0.rsplit("/", 1)[-1] or "sendmail"
 
 
-def _lookup(letter: str, rest: str) -> tuple[Option, str]:
+def _lookup(letter: str, rest: str) -> "tuple[Option, str]":
     """Find the row for ``-<letter><rest>``; for -b/-o the sub-letters count."""
     if letter in "bo":
         if not rest:
@@ -132,7 +137,7 @@ def _lookup(letter: str, rest: str) -> tuple[Option, str]:
     return opt, rest
 
 
-def parse(argv: list[str] | tuple[str, ...]) -> Invocation:
+def parse(argv: list[str] | tuple[str, ...]) -> "Invocation":
     """Turn argv (with argv[0]) into an Invocation; UsageError when refused.
 
     >>> inv = parse(["/usr/sbin/sendmail", "-FCronDaemon", "-i", "-B8BITMIME", "-oem", "root"])
@@ -197,7 +202,7 @@ def parse(argv: list[str] | tuple[str, ...]) -> Invocation:
 
 
 def _apply(
-    opt: Option,
+    opt: "Option",
     value: str,
     state: dict[str, object],
     recorded: list[tuple[str, str]],

@@ -10,8 +10,6 @@ U+FFFD.  No imports: the sender uses it too, and a plain cron mail imports
 nothing it does not need.
 """
 
-from __future__ import annotations
-
 REPLACEMENT = "\ufffd"
 
 # Code points never written raw: C0 but tab and newline, DEL, C1, bidi, separators.

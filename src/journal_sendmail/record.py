@@ -5,8 +5,6 @@ form (name, newline, 64-bit length, bytes), so no value, whatever newlines,
 ``=`` or NULs it holds, can ever start a field of its own.
 """
 
-from __future__ import annotations
-
 from .dataclass_lite import field, record
 
 MSG_MAIL = "4cf50392e5a34635904ffaeffb43b172"
@@ -67,7 +65,7 @@ def valid_name(name: str) -> bool:
     return 0 < len(name) <= 64 and "A" <= name[0] <= "Z" and _NAME_CHARS.issuperset(name)
 
 
-def summary(mail: Mail) -> str:
+def summary(mail: "Mail") -> str:
     """The one readable MESSAGE line."""
     rcpts = mail.recipients
     shown = ", ".join(rcpts[:5]) + (f" and {len(rcpts) - 5} more" if len(rcpts) > 5 else "")
@@ -80,7 +78,7 @@ def summary(mail: Mail) -> str:
     return " ".join(line.split())[:1000]
 
 
-def mail_fields(mail: Mail, first_chunk: bytes, parts: int) -> Fields:
+def mail_fields(mail: "Mail", first_chunk: bytes, parts: int) -> Fields:
     """The fields of the message entry (id 4cf50392…, or 23042c0e… if refused)."""
     out: Fields = []
 
@@ -132,7 +130,7 @@ def mail_fields(mail: Mail, first_chunk: bytes, parts: int) -> Fields:
     return out
 
 
-def part_fields(mail: Mail, part: int, parts: int, chunk: bytes) -> Fields:
+def part_fields(mail: "Mail", part: int, parts: int, chunk: bytes) -> Fields:
     """The fields of part entry ``part`` (2..parts) of a split message."""
     return [
         ("MESSAGE", f"part {part} of {parts} of mail {mail.mail_id}".encode()),

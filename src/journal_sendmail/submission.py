@@ -4,8 +4,6 @@ The envelope (the parsed headers, the recipients, the sender) is worked out
 here and handed on: to ``record`` for the entry, to ``spool`` for mailq's view.
 """
 
-from __future__ import annotations
-
 import posix
 import time
 
@@ -30,10 +28,10 @@ class Submission:
     caller: dict[str, str]
     submitted_at: float
     refused: str | None = None
-    extra: Fields = field(default_factory=list)  # SMTP envelope, spool fields
+    extra: "Fields" = field(default_factory=list)  # SMTP envelope, spool fields
 
     @classmethod
-    def now(cls, inv: Invocation, raw: Raw, refused: str | None = None, extra: Fields | None = None) -> Submission:
+    def now(cls, inv: Invocation, raw: Raw, refused: str | None = None, extra: "Fields | None" = None) -> "Submission":
         """A submission made by this process, now."""
         from .caller import caller_fields
         from .users import login_name
@@ -59,7 +57,7 @@ class Envelope:
     sender: str
 
 
-def resolve(sub: Submission) -> Envelope:
+def resolve(sub: "Submission") -> "Envelope":
     """Parse the headers and work out recipients and sender, once.
 
     Marks the submission refused ("no recipients") when it has none; it is

@@ -1,7 +1,5 @@
 """Users: the one place that looks up login names and uids (``pwd``)."""
 
-from __future__ import annotations
-
 import posix
 
 _names: dict[int, str | None] = {}
