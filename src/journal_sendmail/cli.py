@@ -118,6 +118,10 @@ def run(args: list[str], environ: dict[str, str] | None) -> int:
         return refused_usage(args, e, cfg)
     if inv.mode == "check-config":
         return check_config(inv, environ)
+    if inv.mode != "deliver":  # SMTP sessions and spool flushes run long: collect cycles
+        import gc
+
+        gc.enable()
     report_config(cfg, journal=inv.mode in STORING)
     handler: Callable[[Invocation, Config], int] = MODES[inv.mode]
     return handler(inv, cfg)
