@@ -9,7 +9,7 @@ from journal_sendmail.errors import UsageError
 from journal_sendmail.options import parse
 
 # (argv, expected attributes) — the first rows are the exact command lines of
-# Debian's callers (FACTS.md, read from their source).
+# Debian's callers (docs/platform.md, read from their source).
 ACCEPTED = [
     pytest.param(["/usr/sbin/sendmail", "-FCronDaemon", "-i", "-B8BITMIME", "-oem", "a@x,b@y"],
                  dict(full_name="CronDaemon", ignore_dots=True, recipients=("a@x,b@y",),

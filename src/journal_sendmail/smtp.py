@@ -4,7 +4,7 @@
 bytes the client sent and returns the replies, and hands each finished
 message to a ``store`` function; ``serve`` is the I/O loop at the edge.
 
-Why not aiosmtpd, which STYLE.md names: measured on bookworm, importing
+Why not aiosmtpd, which docs/style.md names: measured on bookworm, importing
 ``aiosmtpd.smtp`` costs ~58 ms (asyncio, ssl, logging, email, attrs) on an
 interpreter that starts in ~6 ms, and every PHP or Symfony mail sent through
 ``-bs`` would pay it; and it is built around an asyncio transport for a

@@ -100,6 +100,14 @@ def test_web_inbox_has_its_templates(unpacked: Path) -> None:
         assert (web / name).is_file(), name
 
 
+def test_docs_are_installed(unpacked: Path) -> None:
+    """The design, the platform facts and the fleet guide go where an admin looks for them
+    (a source clone's docs/ is not on the server); dh_compress gzips the larger ones."""
+    doc = unpacked / "usr/share/doc/journal-sendmail"
+    for name in ("design.md", "platform.md", "fleet.md"):
+        assert (doc / name).is_file() or (doc / f"{name}.gz").is_file(), sorted(p.name for p in doc.iterdir())
+
+
 def test_catalog_is_accepted_by_journalctl(unpacked: Path) -> None:
     """journalctl --update-catalog fails on a malformed file, and the dpkg
     trigger with it: build the database from the package alone."""
