@@ -113,9 +113,11 @@ def open_dir(path: str, create: bool = False, mode: int = 0o700, strict: bool = 
             os.close(fd)
 
 
-def write_file(dir_fd: int, name: str, data: bytes, mode: int = 0o600, dir_path: str = "") -> None:
+def write_file(dir_fd: int, name: str, data: bytes, mode: int = 0o600, dir_path: str = "", sync: bool = True,
+               owner: tuple[int, int] | None = None) -> None:
     """``name`` in the directory ``dir_fd`` holds ``data``, whole or not at all: written
-    under a fresh ``O_EXCL|O_NOFOLLOW`` temporary name, synced, renamed into place."""
+    under a fresh ``O_EXCL|O_NOFOLLOW`` temporary name, synced (``sync``), given to ``owner``
+    (uid, gid) if any, renamed into place."""
     if "/" in name or name in ("", ".", ".."):
         raise UnsafePath(f"{name!r}: not a file name; refused")
     tmp = f".{name}.{secrets.token_hex(6)}.tmp"
@@ -124,7 +126,10 @@ def write_file(dir_fd: int, name: str, data: bytes, mode: int = 0o600, dir_path:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dir_fd)
         try:
             write_all(fd, data)
-            os.fsync(fd)
+            if owner:
+                os.fchown(fd, *owner)
+            if sync:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)

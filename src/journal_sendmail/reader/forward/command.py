@@ -11,7 +11,7 @@ from ...errors import EX_OK, EX_TEMPFAIL
 from ...printable import printable
 from ..output import Io
 from ..query import Source
-from . import config, service, state
+from . import config, dryrun, service, state
 from .events import Events
 
 
@@ -26,7 +26,7 @@ def run(args: argparse.Namespace, io: Io, open_journal: Callable[[argparse.Names
         reader = open_journal(args, io)
         out = io.out
         text = _io.StringIO()
-        code = service.dry_run(cfg, src, reader, text)
+        code = dryrun.dry_run(cfg, src, reader, text)
         lines = text.getvalue().split("\n")  # a forged MAIL_ID or host: through the printable filter
         out.write("\n".join(printable(line, one_line=True) for line in lines).encode("utf-8", "replace"))
         out.flush()

@@ -1,4 +1,5 @@
-"""Compose: what goes out for one mail: a wrapped or re-sent message, or a webhook body (pure).
+"""Compose: what goes out (pure): for one mail, a wrapped or re-sent message or a webhook body;
+for a digest, a text mail or a webhook body.  Every webhook shape is here.
 
 The original is attached by hand, not through ``email``'s generator, which
 would re-fold and re-encode it: the attached part is the stored bytes.
@@ -25,10 +26,11 @@ from email.utils import formatdate
 from typing import Any
 
 from ...body import searchable
+from ...printable import printable
 from ...users import name_of
 from ..entry import MailEntry
 from ..render import json_record, rfc3339
-from .config import Destination
+from .config import Destination, Digest
 from .rules import trusted_uid
 
 FORWARDED = "X-Journal-Mail-Forwarded"
@@ -89,8 +91,8 @@ def message_id(mail_id: str, sender: tuple[int | None, str, str], dest: str, dom
 
 
 def clean(text: str) -> str:
-    """One line: control characters (a forged subject's newlines) become spaces."""
-    return re.sub(r"[\x00-\x1f\x7f]+", " ", text).strip()
+    """One line (a forged subject's newlines become spaces), through the one filter, ``printable``."""
+    return printable(text, one_line=True).strip()
 
 
 def header(name: str, value: str) -> str:
@@ -240,6 +242,17 @@ def _utf8_cut(text: str, limit: int) -> str:
 
 
 NTFY_MESSAGE_MAX = 4000  # bytes: ntfy's default message limit is 4096
+SLACK_MESSAGE_MAX = 30_000  # Slack shortens a message past 40,000 characters
+
+
+def _json(mid: str, payload: dict[str, Any], summary: str, stamps: tuple[tuple[str, str], ...], errors: str,
+          url: str = "") -> Outgoing:
+    return Outgoing(mid, data=json.dumps(payload, ensure_ascii=False).encode("utf-8", errors), url=url,
+                    headers=(("Content-Type", "application/json; charset=utf-8"), *stamps), summary=summary)
+
+
+def _slack(title: str, lines: str, text: str) -> dict[str, Any]:
+    return {"text": f"*{slack_escape(title)}*\n{lines}```{slack_escape(text)}```"}
 
 
 def ntfy(url: str, title: str, message: str, mid: str, stamps: tuple[tuple[str, str], ...]) -> Outgoing:
@@ -255,8 +268,7 @@ def ntfy(url: str, title: str, message: str, mid: str, stamps: tuple[tuple[str, 
     base = urllib.parse.urlunsplit((u.scheme, u.netloc, path + "/", u.query, ""))
     payload = {"topic": urllib.parse.unquote(topic), "title": title[:250], "message":
                _utf8_cut(message, NTFY_MESSAGE_MAX), "tags": ["email"]}
-    return Outgoing(mid, data=json.dumps(payload, ensure_ascii=False).encode("utf-8", "replace"), url=base,
-                    headers=(("Content-Type", "application/json; charset=utf-8"), *stamps), summary=title)
+    return _json(mid, payload, title, stamps, "replace", base)
 
 
 def webhook(e: MailEntry, raw: bytes, unit: str, dest: Destination, rule: str) -> Outgoing:
@@ -269,15 +281,47 @@ def webhook(e: MailEntry, raw: bytes, unit: str, dest: Destination, rule: str) -
         text = "".join(f"{k}: {clean(v)}\n" for k, v in facts(e, unit)) + "\n" + body[:TEXT_MAX]
         return ntfy(dest.url, title, text, mid, stamps)
     if dest.format == "slack":
-        lines = "\n".join(f"*{k}:* {slack_escape(clean(v))}" for k, v in facts(e, unit))
-        payload: dict[str, Any] = {"text": f"*{slack_escape(title)}*\n{lines}\n```{slack_escape(body[:TEXT_MAX])}```"}
+        payload = _slack(title, "".join(f"*{k}:* {slack_escape(clean(v))}\n" for k, v in facts(e, unit)),
+                         body[:TEXT_MAX])
     else:
         payload = json_record(e)
         payload["text"] = body
         payload["unit"] = unit or None
         payload["forwarded"] = {"rule": rule, "destination": dest.name, "message_id": mid}
-    return Outgoing(mid, data=json.dumps(payload, ensure_ascii=False).encode("utf-8", "surrogateescape"),
-                    headers=(("Content-Type", "application/json; charset=utf-8"), *stamps), summary=title)
+    return _json(mid, payload, title, stamps, "surrogateescape")
+
+
+def outgoing(d: Destination, e: MailEntry, raw: bytes, unit: str, rule: str, now: float) -> Outgoing:
+    """What goes to ``d`` for one mail."""
+    if d.type == "webhook":
+        return webhook(e, raw, unit, d, rule)
+    if d.mode == "resend":
+        return resend(e, raw, unit, d, rule, now)
+    return wrap(e, raw, unit, d, rule, now)
+
+
+def chat(d: Destination) -> bool:
+    """Is ``d`` a chat (ntfy, Slack): a notification, not the record."""
+    return d.type == "webhook" and d.format in ("ntfy", "slack")
+
+
+def digest_limit(g: Digest, d: Destination) -> int:
+    """The most text bytes of one digest mail to ``d``: the digest's max_size, or less for a chat."""
+    if chat(d):
+        return min(g.max_size, NTFY_MESSAGE_MAX if d.format == "ntfy" else SLACK_MESSAGE_MAX)
+    return g.max_size
+
+
+def digest(d: Destination, name: str, subject: str, text: str, mid: str, now: float) -> Outgoing:
+    """One mail of digest ``name`` for ``d``: a text mail, or a webhook body."""
+    if d.type == "smtp":
+        return plain_mail(d, subject, text, mid, now)
+    stamps = ((FORWARDED, "digest"),)
+    if d.format == "ntfy":
+        return ntfy(d.url, subject, text, mid, stamps)
+    payload = (_slack(subject, "", text) if d.format == "slack"
+               else {"digest": name, "subject": subject, "text": text, "message_id": mid})
+    return _json(mid, payload, subject, stamps, "strict")
 
 
 def plain_mail(dest: Destination, subject: str, text: str, mid: str, now: float) -> Outgoing:

@@ -17,7 +17,7 @@ from ..render import rfc3339
 from .compose import clean
 from .config import DIGEST_MIN_SIZE, Digest
 from .rules import Mail, trusted_uid
-from .state import StateError, nofollow, private_append, write_private
+from .state import StateError, nofollow, private_append, replace
 
 EXAMPLE_MAX = 1500  # characters of a mail's text kept as its example
 EXAMPLE_LINE = 300  # characters of one line of an example
@@ -91,6 +91,7 @@ class Bucket:
     """
 
     def __init__(self, directory: str) -> None:
+        self.dir = directory
         self.open_path = os.path.join(directory, "bucket.jsonl")
         self.closed_path = os.path.join(directory, "sending.jsonl")
         self.lock = threading.Lock()
@@ -116,7 +117,7 @@ class Bucket:
     def _compact(self) -> None:
         recs = _read(self.open_path)
         kept = compact(recs, BUCKET_KEEP)
-        write_private(self.open_path, b"".join(
+        replace(self.dir, "bucket.jsonl", b"".join(
             (json.dumps(r, ensure_ascii=False) + "\n").encode("utf-8", "surrogateescape") for r in kept))
         self._recount(kept)
 

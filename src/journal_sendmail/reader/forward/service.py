@@ -9,12 +9,12 @@ given up, collected, or not for it).
 
 from __future__ import annotations
 
-import json
+import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import Any
 
 from ...body import searchable
 from ...errors import DamagedMail
@@ -22,17 +22,14 @@ from ..assemble import assemble
 from ..entry import MailEntry
 from ..output import Signals
 from ..query import Source, open_reader
-from ..render import printable, rfc3339
 from ..timespec import US
 from . import compose, digest, source
 from .config import Config, Destination, Digest
 from .events import Events
-from .rules import Decision, Mail, decide
-from .state import State
+from .rules import Mail, decide
+from .state import Retry, State
 from .transport import DeliveryError, PermanentFailure, Transport, read_password, transport
 
-BACKOFF_FIRST = 30.0  # seconds; doubled at each attempt
-BACKOFF_MAX = 3600.0
 WAKE = 1.0  # seconds: the longest the following service sleeps
 STOP_GRACE = 5.0  # seconds a busy worker is given to finish its mail when the service stops
 SAVE_EVERY = 500  # entries read without anything to do between two state writes
@@ -64,6 +61,20 @@ class Lazy:
             except DamagedMail:
                 self._body = self.e.text or ""
         return self._body
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one consumer does with one mail (``Forwarder.plan``): ``act`` is "skip" (not for it),
+    "wait" (stop here: retried later), "send" (now) or "digest" (into digest ``to``, ``note`` on it)."""
+
+    act: str
+    to: str = ""
+    note: str = ""
+    rule: str = ""  # the rule that decided
+
+
+SKIP, WAIT = Plan("skip"), Plan("wait")
 
 
 @dataclass
@@ -175,8 +186,7 @@ class Forwarder:
                     c = source.last_cursor(reader, h)
                     if c:
                         st.set_cursor(h, c)
-            st.data["initialized"] = True
-            st.dirty = True
+            st.initialize()
             st.save(durable=True)
 
     def run_pass(self, reader: Any, force: bool, stop: Callable[[], bool] = lambda: False) -> Pass:
@@ -250,85 +260,77 @@ class Forwarder:
                 return  # down: the other hosts' mail waits too, without knocking on a closed door
 
     def _one(self, job: Job, which: tuple[str, str], st: State, m: Mail, p: Pass, force: bool) -> bool:
-        """Handle one mail for one consumer; False: stop here (retry later)."""
+        """Handle one mail for one consumer as ``plan`` says; False: stop here (retry later)."""
         e = m.entry
         key = mail_key(e)
         if key in st.delivered:
             return True
         lazy = Lazy(e, self.opener)
-        dec = decide(self.cfg.rules, m, lazy.body)
-        kind, name = which
-        if kind == "digest":
-            if name in dec.digests:
-                self.buckets[name].add(digest.item(m, key, self.cfg.digests[name].group_by, lazy.body()))
-                st.done(key)
-                st.dirty = True
-            return True
-        if name not in dec.route:
-            if st.data["retry"].pop(key, None) is not None:  # the rules changed while it waited
-                st.dirty = True
-            return True
-        return self._deliver(job, self.cfg.destinations[name], st, m, lazy, dec, key, p, force)
-
-    def _deliver(self, job: Job, d: Destination, st: State, m: Mail, lazy: Lazy, dec: Decision, key: str,
-                 p: Pass, force: bool) -> bool:
-        e = m.entry
         now = self.now()
-        fields = {"destination": d.name, "mail_id": e.mail_id, "rule": dec.rules[-1], "host": e.hostname}
-        if d.rate_limit is not None:
-            window = [t for t in st.data.get("window", []) if t > now - d.rate_limit.period]
-            if len(window) >= d.rate_limit.count:
-                if d.overflow is None:
-                    p.waiting.add(f"dest {d.name}")
-                    return False
-                g = self.cfg.digests[d.overflow]
-                self.buckets[d.overflow].add(digest.item(m, key, g.group_by, lazy.body(),
-                                                         note=f"over {d.name}'s rate limit"))
-                st.done(key)
-                self.log("held", f"mail {e.mail_id} over the rate limit of {d.name}: into digest {d.overflow}",
-                         **fields)
-                return True
-            st.data["window"] = window
-        retry = st.data["retry"].get(key)
-        if retry and not force and now < retry["next"]:
-            p.waiting.add(f"dest {d.name}")
+        plan = self.plan(which, st, m, key, lazy.body, now, force)
+        fields = {"destination": which[1], "mail_id": e.mail_id, "rule": plan.rule, "host": e.hostname}
+        if plan.act == "wait":
+            p.waiting.add(" ".join(which))
             return False
+        if plan.act == "send":
+            return self._deliver(job, self.cfg.destinations[which[1]], st, m, lazy, key, p, now, fields)
+        if plan.act == "skip":
+            st.set_retry(None, key)  # a destination's mail that waited while the rules changed
+            return True
+        g = self.cfg.digests[plan.to]
+        self.buckets[g.name].add(digest.item(m, key, g.group_by, lazy.body(), note=plan.note))
+        st.done(key)
+        if plan.note:
+            self.log("held", f"mail {e.mail_id} {plan.note}: into digest {g.name}", **fields)
+        return True
+
+    def plan(self, which: tuple[str, str], st: State, m: Mail, key: str, body: Callable[[], str], now: float,
+             force: bool) -> Plan:
+        """The decision point for one mail and one consumer: the rules, then the consumer's own policy
+        (a rate limit, a retry not due yet): send now, into a digest, wait, or not for it."""
+        dec = decide(self.cfg.rules, m, body)
+        kind, name = which
+        rule = dec.rules[-1] if dec.rules else ""
+        if kind == "digest":
+            return Plan("digest", name, rule=rule) if name in dec.digests else SKIP
+        if name not in dec.route:
+            return SKIP
+        d = self.cfg.destinations[name]
+        if d.rate_limit is not None and st.recent(now - d.rate_limit.period) >= d.rate_limit.count:
+            return WAIT if d.overflow is None else Plan("digest", d.overflow, f"over {d.name}'s rate limit", rule)
+        retry = st.retry(key)
+        return WAIT if retry and not force and now < retry.next else Plan("send", rule=rule)
+
+    def _deliver(self, job: Job, d: Destination, st: State, m: Mail, lazy: Lazy, key: str, p: Pass, now: float,
+                 fields: dict[str, str]) -> bool:
+        e = m.entry
         try:
-            raw = lazy.raw()
-            out = outgoing(d, e, raw, m.unit, dec.rules[-1], now)
+            out = compose.outgoing(d, e, lazy.raw(), m.unit, fields["rule"], now)
             answer = self._transport(job, d).send(out)
         except DamagedMail as err:
-            self._give_up(d, st, key, f"mail {e.mail_id} not forwarded to {d.name}: {err.reason}", fields)
+            self._give_up(st, key, f"mail {e.mail_id} not forwarded to {d.name}: {err.reason}", fields)
             return True
         except DeliveryError as err:
             self._drop_transport(job, d.name)
-            first = retry["first"] if retry else now
-            attempts = (retry["attempts"] if retry else 0) + 1
-            if err.permanent or now - first >= d.max_age:
-                why = "refused" if isinstance(err, PermanentFailure) else f"still failing after {attempts} attempts"
-                self._give_up(d, st, key, f"mail {e.mail_id} to {d.name} given up ({why}): {err.reason}", fields)
+            r = Retry.after(st.retry(key), now)
+            if err.permanent or now - r.first >= d.max_age:
+                why = "refused" if isinstance(err, PermanentFailure) else f"still failing after {r.attempts} attempts"
+                self._give_up(st, key, f"mail {e.mail_id} to {d.name} given up ({why}): {err.reason}", fields)
                 return True
-            delay = min(BACKOFF_FIRST * 2 ** (attempts - 1), BACKOFF_MAX)
-            st.data["retry"][key] = {"first": first, "attempts": attempts, "next": now + delay}
-            st.dirty = True
+            st.set_retry(r, key)
             st.save()
-            self.log("retried", f"mail {e.mail_id} to {d.name} failed ({err.reason}); attempt {attempts}, next "
-                     f"in {delay:.0f} s", reason=err.reason, **fields)
+            self.log("retried", f"mail {e.mail_id} to {d.name} failed ({err.reason}); attempt {r.attempts}, next "
+                     f"in {r.next - now:.0f} s", reason=err.reason, **fields)
             p.waiting.add(f"dest {d.name}")
             return False
-        st.done(key)
-        if d.rate_limit is not None:
-            st.data["window"].append(now)
-        st.dirty = True
+        st.done(key, sent=now if d.rate_limit is not None else None)
         self.log("delivered", f"mail {e.mail_id} forwarded to {d.name} ({out.summary}): {answer}",
                  message_id=out.message_id, **fields)
         return True
 
-    def _give_up(self, d: Destination, st: State, key: str, why: str, fields: dict[str, str]) -> None:
+    def _give_up(self, st: State, key: str, why: str, fields: dict[str, str]) -> None:
         st.done(key)
-        st.dirty = True
         self.log("gave-up", why, **fields)
-
 
     # -- digests ----------------------------------------------------------------------
 
@@ -344,15 +346,13 @@ class Forwarder:
         g = self.cfg.digests[name]
         st = self.states[job.which]
         bucket = self.buckets[name]
-        due = st.data.get("next_due")
+        due = st.next_due()
         forced = force is not None and force in ("", name)
         if due is None:
-            st.data["next_due"] = digest.first_due(g, now)  # never at once on a first start
-            st.dirty = True
+            st.set_next_due(digest.first_due(g, now))  # never at once on a first start
         if forced or (due is not None and now >= due):
             bucket.close_period()
-            st.data["next_due"] = digest.first_due(g, now)
-            st.dirty = True
+            st.set_next_due(digest.first_due(g, now))
         try:
             self._send_digest(job, g, st, bucket, now, p, retry_now or forced)
         finally:
@@ -369,26 +369,20 @@ class Forwarder:
         if not recs:
             bucket.sent()
             return
-        retry = st.data.get("digest_retry")
-        if retry and not force and now < retry["next"]:
+        retry = st.retry()
+        if retry and not force and now < retry.next:
             p.waiting.add(f"digest {g.name}")
             return
-        sent_groups: dict[str, list[str]] = st.data.setdefault("sent_groups", {})
-        limits: dict[str, int] = st.data.setdefault("max_bytes", {})
-        finished: list[str] = st.data.setdefault("sent_to", [])
-        host = source_hostname()
+        host = socket.gethostname()
         for dname in g.to:
-            if dname in finished:
-                continue
             d = self.cfg.destinations[dname]
             domain = d.sender.rsplit("@", 1)[-1] if d.sender else host
-            while dname not in finished:
-                limit = limits.get(dname, digest_limit(g, d))
-                todo = digest.parts(g, recs, host, limit, skip=frozenset(sent_groups.get(dname, [])),
-                                    chat=d.type == "webhook" and d.format in ("ntfy", "slack"))
+            while not st.finished(dname):
+                limit = st.part_limit(dname, compose.digest_limit(g, d))
+                todo = digest.parts(g, recs, host, limit, skip=st.sent_groups(dname), chat=compose.chat(d))
                 for part in todo:
                     mid = digest.digest_id(g.name, part.keys, dname, domain)
-                    out = digest_outgoing(d, g, part.subject, part.text, mid, now)
+                    out = compose.digest(d, g.name, part.subject, part.text, mid, now)
                     fields = {"destination": dname, "digest": g.name, "message_id": mid}
                     try:
                         answer = self._transport(job, d).send(out)
@@ -396,127 +390,28 @@ class Forwarder:
                         self._drop_transport(job, dname)
                         too_big = err.code in (552, 413)
                         if too_big and limit > digest.PART_MIN:
-                            limits[dname] = max(digest.PART_MIN, limit // 4)
-                            st.dirty = True
-                            self.log("retried", f"digest {g.name} to {dname} too big for it ({err.reason}): sent "
-                                     f"in parts of at most {limits[dname]} bytes", reason=err.reason, **fields)
+                            st.set_part_limit(dname, max(digest.PART_MIN, limit // 4))
+                            self.log("retried", f"digest {g.name} to {dname} too big for it ({err.reason}): sent in "
+                                     f"parts of at most {st.part_limit(dname, 0)} bytes", reason=err.reason, **fields)
                             break  # the rest again, in smaller parts
-                        first = retry["first"] if retry else now
-                        if not too_big and (err.permanent or now - first >= d.max_age):
+                        r = Retry.after(retry, now)
+                        if not too_big and (err.permanent or now - r.first >= d.max_age):
                             self.log("gave-up", f"digest {g.name} to {dname} given up: {err.reason}", **fields)
-                            finished.append(dname)
-                            st.dirty = True
+                            st.finish(dname)
                             break
                         # down, or refusing even the smallest part: the bucket stays, retried later
-                        attempts = (retry["attempts"] if retry else 0) + 1
-                        delay = min(BACKOFF_FIRST * 2 ** (attempts - 1), BACKOFF_MAX)
-                        st.data["digest_retry"] = {"first": first, "attempts": attempts, "next": now + delay}
+                        st.set_retry(r)
                         self.log("retried", f"digest {g.name} to {dname} failed ({err.reason}); next in "
-                                 f"{delay:.0f} s", reason=err.reason, **fields)
+                                 f"{r.next - now:.0f} s", reason=err.reason, **fields)
                         p.waiting.add(f"digest {g.name}")
-                        st.dirty = True
                         return
-                    sent_groups.setdefault(dname, []).extend(part.group_keys)
-                    st.dirty = True
+                    st.sent_part(dname, part.group_keys)
                     st.save(durable=True)  # a kill now repeats at most this part
                     self.log("digest-sent", f"{part.subject} sent to {dname}: {answer}", **fields)
                 else:
-                    finished.append(dname)  # every part went (or there was none left)
-                    st.dirty = True
+                    st.finish(dname)  # every part went (or there was none left)
         bucket.sent()
-        st.data["sent_to"] = []
-        st.data.pop("sent_groups", None)
-        st.data.pop("digest_retry", None)
-        st.dirty = True
-
-
-def digest_limit(g: Digest, d: Destination) -> int:
-    """The most text bytes of one digest mail to ``d``: the digest's max_size, or less for a chat."""
-    if d.type == "webhook" and d.format == "ntfy":
-        return min(g.max_size, compose.NTFY_MESSAGE_MAX)
-    if d.type == "webhook" and d.format == "slack":
-        return min(g.max_size, 30_000)  # Slack shortens a message past 40,000 characters
-    return g.max_size
-
-
-def outgoing(d: Destination, e: MailEntry, raw: bytes, unit: str, rule: str, now: float) -> compose.Outgoing:
-    """What goes to ``d`` for one mail."""
-    if d.type == "webhook":
-        return compose.webhook(e, raw, unit, d, rule)
-    if d.mode == "resend":
-        return compose.resend(e, raw, unit, d, rule, now)
-    return compose.wrap(e, raw, unit, d, rule, now)
-
-
-def source_hostname() -> str:
-    import socket
-
-    return socket.gethostname()
-
-
-def digest_outgoing(d: Destination, g: Digest, subject: str, text: str, mid: str, now: float) -> compose.Outgoing:
-    if d.type == "smtp":
-        return compose.plain_mail(d, subject, text, mid, now)
-    if d.format == "ntfy":
-        return compose.ntfy(d.url, subject, text, mid, (("X-Journal-Mail-Forwarded", "digest"),))
-    payload = ({"text": f"*{compose.slack_escape(subject)}*\n```{compose.slack_escape(text)}```"}
-               if d.format == "slack"
-               else {"digest": g.name, "subject": subject, "text": text, "message_id": mid})
-    return compose.Outgoing(mid, data=json.dumps(payload, ensure_ascii=False).encode(), summary=subject,
-                            headers=(("Content-Type", "application/json; charset=utf-8"),
-                                     ("X-Journal-Mail-Forwarded", "digest")))
-
-
-# -- dry run --------------------------------------------------------------------------
-
-
-def dry_run(cfg: Config, src: Source, reader: Any, out: IO[str]) -> int:
-    """Every mail of the source, what the rules decide and what would go out; nothing sent, no state written."""
-    now = time.time()
-    n = 0
-
-    def gap(why: str) -> None:
-        pass
-
-    for host in source.hosts(reader):
-        for m in source.scan(reader, host, None, gap):
-            e = m.entry
-            lazy = Lazy(e, lambda: open_reader(src))
-            dec = decide(cfg.rules, m, lazy.body)
-            n += 1
-            out.write(printable(f"{rfc3339(e.realtime)} {e.hostname} {e.mail_id} {compose.clean(e.subject)!r}",
-                                one_line=True) + "\n")
-            for line in explain(cfg, m, dec, lazy, now):
-                out.write(f"    {printable(line, one_line=True)}\n")
-    out.write(f"{n} mail(s) looked at; nothing sent (dry run)\n")
-    return 0
-
-
-def explain(cfg: Config, m: Mail, dec: Decision, lazy: Lazy, now: float) -> Iterator[str]:
-    if dec.why:
-        yield f"not forwarded: {dec.why}"
-        return
-    if not dec.rules:
-        yield "no rule matched: stays in the journal only"
-        return
-    yield "rule" + ("s " if len(dec.rules) > 1 else " ") + ", ".join(repr(r) for r in dec.rules) + " decided"
-    if dec.dropped and not dec.route and not dec.digests:
-        yield "dropped: stays in the journal only"
-    for name in dec.route:
-        d = cfg.destinations[name]
-        try:
-            raw = lazy.raw()
-        except DamagedMail as err:
-            yield f"-> {name}: would give up: {err.reason}"
-            continue
-        o = outgoing(d, m.entry, raw, m.unit, dec.rules[-1], now)
-        if d.type == "smtp":
-            yield (f"-> {name}: {d.mode} via {d.url} to {', '.join(d.to)}, Subject: {o.summary!r}, "
-                   f"Message-ID: {o.message_id}, {len(o.data)} bytes")
-        else:
-            yield f"-> {name}: POST {d.url} ({d.format}, {len(o.data)} bytes), {o.summary!r}"
-    for g in dec.digests:
-        yield f"-> digest {g} (to {', '.join(cfg.digests[g].to)})"
+        st.digest_sent()
 
 
 # -- following --------------------------------------------------------------------------

@@ -9,7 +9,9 @@ the cursor costs at most that one mail again, and an upload sent twice is
 sent on once.  Both are fsync'ed at the end of each batch.
 
 Every file here is opened without following a link (O_NOFOLLOW) and made
-0600, whoever runs the forwarder (the service's user, or root by hand).
+0600, whoever runs the forwarder (the service's user, or root by hand); a
+replaced file is written by ``safefile.write_file`` in the consumer's
+directory, held open.  The state changes only through State's methods.
 """
 
 from __future__ import annotations
@@ -21,11 +23,15 @@ import re
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from typing import IO, Any
 
 from ...errors import JournalSendmailError
+from ..safefile import DIR_FLAGS, write_file
 
 DELIVERED_MEMORY = 50_000  # keys kept; a duplicate upload comes within minutes, not 50,000 mails later
+BACKOFF_FIRST = 30.0  # seconds; doubled at each attempt
+BACKOFF_MAX = 3600.0
 
 
 class StateError(JournalSendmailError):
@@ -47,7 +53,8 @@ _NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def _open_private(path: str, flags: int) -> int:
-    """``path`` opened with ``flags`` (never through a link), mode 0600 whatever the umask."""
+    """``path`` opened with ``flags`` (never through a link), mode 0600 whatever the umask, owned like
+    its directory (``owner``)."""
     try:
         fd = os.open(path, flags | _NOFOLLOW, PRIVATE)
     except OSError as e:
@@ -55,6 +62,8 @@ def _open_private(path: str, flags: int) -> int:
                          + (" (a symbolic link: refused)" if os.path.islink(path) else "")) from None
     try:
         os.fchmod(fd, PRIVATE)
+        if o := owner(os.path.dirname(path)):
+            os.fchown(fd, *o)
     except OSError:
         os.close(fd)
         raise
@@ -69,36 +78,30 @@ def nofollow(path: str, flags: int) -> int:
 @contextmanager
 def private_append(path: str) -> Iterator[IO[bytes]]:
     """``path`` opened to append (created 0600), owned like its directory."""
-    fd = _open_private(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-    with os.fdopen(fd, "ab") as f:
-        own_fd(f.fileno(), os.path.dirname(path))
+    with os.fdopen(_open_private(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "ab") as f:
         yield f
 
 
-def write_private(path: str, data: bytes, durable: bool = True) -> None:
-    """Replace ``path`` atomically by ``data``: a fresh 0600 temporary file (O_EXCL), then a rename."""
-    tmp = path + ".tmp"
-    try:
-        os.unlink(tmp)  # left by a crash (or planted: a link is removed, never followed)
-    except FileNotFoundError:
-        pass
-    fd = _open_private(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        if durable:
-            f.flush()
-            os.fsync(f.fileno())
-        own_fd(f.fileno(), os.path.dirname(path))
-    os.replace(tmp, path)
-
-
-def own_fd(fd: int, like: str) -> None:
-    """``own`` for an open file."""
+def owner(like: str) -> tuple[int, int] | None:
+    """Whom root running the forwarder by hand gives what it makes in ``like`` (None: nobody else), so
+    that the files the service's (dynamic) user owns stay readable to it."""
     if os.geteuid() != 0:
-        return
+        return None
     st = os.stat(like)
-    if st.st_uid != 0 or st.st_gid != 0:
-        os.fchown(fd, st.st_uid, st.st_gid)
+    return (st.st_uid, st.st_gid) if st.st_uid != 0 or st.st_gid != 0 else None
+
+
+def replace(directory: str, name: str, data: bytes, durable: bool = True) -> None:
+    """The file ``name`` of a consumer's directory replaced by ``data``: 0600, owned like the directory,
+    never through a link (``safefile.write_file``)."""
+    try:
+        fd = os.open(directory, DIR_FLAGS)
+    except OSError as e:
+        raise StateError(f"{directory}: {e.strerror or e}") from None
+    try:
+        write_file(fd, name, data, PRIVATE, directory, durable, owner(directory))
+    finally:
+        os.close(fd)
 
 
 def check_dir(state_dir: str) -> os.stat_result:
@@ -143,7 +146,6 @@ def lock(state_dir: str) -> int:
     check_dir(state_dir)
     try:
         fd = _open_private(os.path.join(state_dir, "lock"), os.O_RDWR | os.O_CREAT)
-        own_fd(fd, state_dir)
     except OSError as e:
         raise StateError(f"state directory {state_dir}: {e.strerror or e}") from None
     try:
@@ -152,19 +154,6 @@ def lock(state_dir: str) -> int:
         os.close(fd)
         raise Busy(f"another journal-mail forward is using {state_dir}") from None
     return fd
-
-
-def own(path: str, like: str) -> None:
-    """Root running the forwarder by hand keeps the files the service's (dynamic) user owns its own.
-
-    Without this, a state file replaced by a root run would be unreadable to
-    the unprivileged service afterwards.
-    """
-    if os.geteuid() != 0:
-        return
-    st = os.stat(like)
-    if st.st_uid != 0 or st.st_gid != 0:
-        os.chown(path, st.st_uid, st.st_gid)
 
 
 def safe_name(name: str) -> str:
@@ -176,15 +165,36 @@ def safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name).lstrip("/")
 
 
+@dataclass(frozen=True)
+class Retry:
+    """The failed attempts at one mail (or at sending a digest): since when, how many, the next one when."""
+
+    first: float
+    attempts: int
+    next: float
+
+    @staticmethod
+    def after(last: Retry | None, now: float) -> Retry:
+        """One more failure at ``now``: the delay doubles from BACKOFF_FIRST, up to BACKOFF_MAX.
+
+        >>> Retry.after(Retry.after(None, 0.0), 40.0)
+        Retry(first=0.0, attempts=2, next=100.0)
+        """
+        first, attempts = (last.first, last.attempts + 1) if last else (now, 1)
+        return Retry(first, attempts, now + min(BACKOFF_FIRST * 2 ** (attempts - 1), BACKOFF_MAX))
+
+
 class State:
-    """The state of one consumer."""
+    """The state of one consumer, changed only through its methods (each marks what it changed to be
+    written at the next ``save``, but ``done``, which is on disk at once)."""
 
     def __init__(self, state_dir: str, kind: str, name: str) -> None:
         self.dir = os.path.join(state_dir, f"{kind}-{safe_name(name)}")
         top = check_dir(state_dir)
         try:
             os.mkdir(self.dir, 0o700)
-            own(self.dir, state_dir)
+            if o := owner(state_dir):
+                os.chown(self.dir, *o)
         except FileExistsError:
             pass
         except OSError as e:
@@ -221,23 +231,33 @@ class State:
 
     def _open_log(self) -> IO[str]:
         fd = _open_private(self._delivered_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-        own_fd(fd, self.dir)
         return os.fdopen(fd, "a", encoding="utf-8", errors="surrogateescape")
+
+    def _set(self, where: dict[str, Any], key: str, value: Any) -> None:
+        """``where[key] = value`` (None: removed), marked to be written if it changed anything."""
+        if value is not None:
+            where[key] = value
+        elif where.pop(key, None) is None:
+            return
+        self.dirty = True
 
     @property
     def initialized(self) -> bool:
         return bool(self.data.get("initialized"))
+
+    def initialize(self) -> None:
+        self._set(self.data, "initialized", True)
 
     def cursor(self, host: str) -> str | None:
         c = self.data["cursors"].get(host)
         return c if isinstance(c, str) else None
 
     def set_cursor(self, host: str, cursor: str) -> None:
-        self.data["cursors"][host] = cursor
-        self.dirty = True
+        self._set(self.data["cursors"], host, cursor)
 
-    def done(self, key: str) -> None:
-        """Remember that ``key`` was delivered (before the cursor moves past it)."""
+    def done(self, key: str, sent: float | None = None) -> None:
+        """Remember that ``key`` was delivered (before the cursor moves past it); ``sent``: when it was
+        sent to a destination with a rate limit (counted in ``recent``)."""
         self._log.write(key + "\n")
         self._log.flush()
         self.unsynced = True
@@ -245,7 +265,61 @@ class State:
         self.delivered[key] = None
         if len(self.delivered) > DELIVERED_MEMORY:
             del self.delivered[next(iter(self.delivered))]
-        self.data["retry"].pop(key, None)
+        self._set(self.data["retry"], key, None)
+        if sent is not None:
+            self._set(self.data, "window", [*self.data.get("window", []), sent])
+        self.dirty = True
+
+    def recent(self, since: float) -> int:
+        """How many mails were sent after ``since`` (the rate limit's window; older times forgotten)."""
+        self.data["window"] = [t for t in self.data.get("window", []) if t > since]
+        return len(self.data["window"])
+
+    def retry(self, key: str | None = None) -> Retry | None:
+        """The retry that mail ``key`` (None: the digest being sent) waits for, if any."""
+        r = self.data["retry"].get(key) if key is not None else self.data.get("digest_retry")
+        return Retry(**r) if r else None
+
+    def set_retry(self, r: Retry | None, key: str | None = None) -> None:
+        """``r`` (None: none) for mail ``key`` (None: the digest being sent)."""
+        where, k = (self.data["retry"], key) if key is not None else (self.data, "digest_retry")
+        self._set(where, k, None if r is None else asdict(r))
+
+    # -- a digest: when it is due, and how far the sending of its closed bucket went -----
+
+    def next_due(self) -> float | None:
+        return self.data.get("next_due")
+
+    def set_next_due(self, when: float) -> None:
+        self._set(self.data, "next_due", when)
+
+    def sent_groups(self, dest: str) -> frozenset[str]:
+        return frozenset(self.data.get("sent_groups", {}).get(dest, []))
+
+    def sent_part(self, dest: str, groups: tuple[str, ...]) -> None:
+        self.data.setdefault("sent_groups", {}).setdefault(dest, []).extend(groups)
+        self.dirty = True
+
+    def part_limit(self, dest: str, default: int) -> int:
+        return int(self.data.get("max_bytes", {}).get(dest, default))
+
+    def set_part_limit(self, dest: str, limit: int) -> None:
+        self._set(self.data.setdefault("max_bytes", {}), dest, limit)
+
+    def finished(self, dest: str) -> bool:
+        return dest in self.data.get("sent_to", [])
+
+    def finish(self, dest: str) -> None:
+        self._set(self.data, "sent_to", [*self.data.get("sent_to", []), dest])
+
+    def digest_sent(self) -> None:
+        """The closed bucket went to every destination: its sending starts afresh next time."""
+        self.data["sent_to"] = []
+        self.data.pop("sent_groups", None)
+        self.data.pop("digest_retry", None)
+        self.dirty = True
+
+    # -- on disk --------------------------------------------------------------------------
 
     def save(self, durable: bool = False) -> None:
         """Write state.json atomically if it changed; ``durable``: and fsync what was written since
@@ -257,10 +331,10 @@ class State:
             if self._lines > 2 * DELIVERED_MEMORY:
                 self._compact()
         if self.dirty or durable:
-            write_private(self.path, json.dumps(self.data, separators=(",", ":")).encode(), durable)
+            replace(self.dir, "state.json", json.dumps(self.data, separators=(",", ":")).encode(), durable)
             self.unsynced = not durable
         if durable:
-            dfd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY)
+            dfd = os.open(self.dir, DIR_FLAGS)
             try:
                 os.fsync(dfd)
             finally:
@@ -269,8 +343,7 @@ class State:
         self.dirty = False
 
     def _compact(self) -> None:
-        write_private(self._delivered_path, "".join(k + "\n" for k in self.delivered).encode(
-            "utf-8", "surrogateescape"))
+        replace(self.dir, "delivered", "".join(k + "\n" for k in self.delivered).encode("utf-8", "surrogateescape"))
         self._log.close()
         self._log = self._open_log()
         self._lines = len(self.delivered)
