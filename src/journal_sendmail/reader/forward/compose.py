@@ -108,11 +108,6 @@ def header(name: str, value: str) -> str:
     return f"{name}: {Header(value, charset, header_name=name).encode()}\n".replace("\r\n", "\n")
 
 
-def readable(e: MailEntry, raw: bytes) -> str:
-    """The readable body, decoded from the stored raw mail (MAIL_TEXT is only the sender's word for it)."""
-    return searchable(raw, None)
-
-
 def who(e: MailEntry) -> str:
     uid = trusted_uid(e)
     name = name_of(uid)
@@ -140,13 +135,15 @@ def _domain(addr: str) -> str:
     return addr.rsplit("@", 1)[-1] or "localhost"
 
 
-def _attachment(raw: bytes) -> str:
+def _attachment(raw: bytes) -> bytes:
+    """The original as a part: message/rfc822 when it can go on the wire as it is, else base64."""
     if wire_safe(raw) and not _long_lines(raw):
-        cte = "7bit" if raw.isascii() else "8bit"
         head = (f'Content-Type: message/rfc822\nContent-Disposition: attachment; filename="original.eml"\n'
-                f"Content-Transfer-Encoding: {cte}\n\n")
-        return head
-    return ""
+                f"Content-Transfer-Encoding: {'7bit' if raw.isascii() else '8bit'}\n\n")
+        return head.encode() + raw + b"\n"  # that newline belongs to the boundary (RFC 2046 5.1.1)
+    return (b'Content-Type: application/octet-stream; name="original.eml"\n'
+            b'Content-Disposition: attachment; filename="original.eml"\n'
+            b"Content-Transfer-Encoding: base64\n\n") + base64.encodebytes(raw)
 
 
 def _new_mail_head(dest: Destination, subject: str, mid: str, now: float, forwarded: str) -> str:
@@ -175,26 +172,17 @@ def wrap(e: MailEntry, raw: bytes, unit: str, dest: Destination, rule: str, now:
     text += f"\n  journal-mail show {clean(e.mail_id)}\n\nThe original is attached, exactly as it was stored.\n"
     if note:
         text += note + "\n"
-    body = readable(e, raw)
+    body = searchable(raw, None)  # decoded from the stored raw mail: MAIL_TEXT is only the sender's word
     if body.strip():
         cut = body[:TEXT_MAX]
         tail = "\n[…]\n" if len(body) > TEXT_MAX else "" if cut.endswith("\n") else "\n"
         text += "\n--- its text ---\n" + cut + tail
     text_b = text.encode("utf-8", "replace")
-    text_part = "Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: "
-    if text_b.isascii() and wire_safe(text_b) and not _long_lines(text_b):
-        text_part += "7bit\n\n"
-        text_bytes = text_b
-    else:
-        text_part += "base64\n\n"
-        text_bytes = base64.encodebytes(text_b)
-    rfc822 = _attachment(raw)
-    if rfc822:
-        original = rfc822.encode() + raw + b"\n"  # that newline belongs to the boundary (RFC 2046 5.1.1)
-    else:
-        original = (b'Content-Type: application/octet-stream; name="original.eml"\n'
-                    b'Content-Disposition: attachment; filename="original.eml"\n'
-                    b"Content-Transfer-Encoding: base64\n\n") + base64.encodebytes(raw)
+    plain = text_b.isascii() and wire_safe(text_b) and not _long_lines(text_b)
+    text_part = ("Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: "
+                 + ("7bit\n\n" if plain else "base64\n\n"))
+    text_bytes = text_b if plain else base64.encodebytes(text_b)
+    original = _attachment(raw)
     boundary = boundary_for(text_bytes, original)
     head = _new_mail_head(dest, subject, mid, now, e.mail_id) + (
         f'MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary="{boundary}"\n\n')
@@ -241,8 +229,7 @@ def _utf8_cut(text: str, limit: int) -> str:
     return text if len(b) <= limit else b[:limit].decode("utf-8", "ignore")
 
 
-NTFY_MESSAGE_MAX = 4000  # bytes: ntfy's default message limit is 4096
-SLACK_MESSAGE_MAX = 30_000  # Slack shortens a message past 40,000 characters
+CHAT_MAX = {"ntfy": 4000, "slack": 30_000}  # bytes: ntfy's default limit is 4096; Slack shortens past 40,000
 
 
 def _json(mid: str, payload: dict[str, Any], summary: str, stamps: tuple[tuple[str, str], ...], errors: str,
@@ -267,7 +254,7 @@ def ntfy(url: str, title: str, message: str, mid: str, stamps: tuple[tuple[str, 
     path, _, topic = u.path.rstrip("/").rpartition("/")
     base = urllib.parse.urlunsplit((u.scheme, u.netloc, path + "/", u.query, ""))
     payload = {"topic": urllib.parse.unquote(topic), "title": title[:250], "message":
-               _utf8_cut(message, NTFY_MESSAGE_MAX), "tags": ["email"]}
+               _utf8_cut(message, CHAT_MAX["ntfy"]), "tags": ["email"]}
     return _json(mid, payload, title, stamps, "replace", base)
 
 
@@ -275,7 +262,7 @@ def webhook(e: MailEntry, raw: bytes, unit: str, dest: Destination, rule: str) -
     """The request body for a webhook: the ``list --json`` record plus the readable body, or ntfy's or Slack's shape."""
     mid = message_id(e.mail_id, e.sender, dest.name, "journal-mail.invalid")
     title = clean(f"[{e.hostname or '?'}] {e.subject or '(no subject)'}")
-    body = readable(e, raw)
+    body = searchable(raw, None)
     stamps = ((FORWARDED, clean(e.mail_id)), ("Idempotency-Key", mid.strip("<>")))
     if dest.format == "ntfy":
         text = "".join(f"{k}: {clean(v)}\n" for k, v in facts(e, unit)) + "\n" + body[:TEXT_MAX]
@@ -307,9 +294,7 @@ def chat(d: Destination) -> bool:
 
 def digest_limit(g: Digest, d: Destination) -> int:
     """The most text bytes of one digest mail to ``d``: the digest's max_size, or less for a chat."""
-    if chat(d):
-        return min(g.max_size, NTFY_MESSAGE_MAX if d.format == "ntfy" else SLACK_MESSAGE_MAX)
-    return g.max_size
+    return min(g.max_size, CHAT_MAX[d.format]) if chat(d) else g.max_size
 
 
 def digest(d: Destination, name: str, subject: str, text: str, mid: str, now: float) -> Outgoing:

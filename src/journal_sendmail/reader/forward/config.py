@@ -183,27 +183,20 @@ def parse(doc: dict[str, Any], path: str, text: str = "") -> Config:
         return ConfigError(f"{path}:{where.line(table, key.split('.')[0] if key else None, index)}: "
                            f"{shown}: {why}")
 
-    known_top = set(TOP_KEYS)
-    for k in doc:
-        if k not in known_top:
-            raise bad("", k, f"unknown key (known: {', '.join(sorted(known_top))})")
+    _known(doc, TOP_KEYS, lambda k, why: bad("", k, why))
     state_dir = doc.get("state_dir", DEFAULT_STATE_DIR)
     if not isinstance(state_dir, str) or not state_dir.startswith("/"):
         raise bad("", "state_dir", "want an absolute path")
     source = _table(doc, "source", bad)
-    for k in source:
-        if k not in SOURCE_KEYS:
-            raise bad("source", k, "unknown key (known: start)")
+    _known(source, SOURCE_KEYS, lambda k, why: bad("source", k, why))
     start = source.get("start", "now")
     if start not in ("now", "all"):
         raise bad("source", "start", 'want "now" or "all"')
 
-    digests: dict[str, Digest] = {}
-    for name, d in _table(doc, "digest", bad).items():
-        digests[name] = _digest(name, d, lambda k, why, n=name: bad(f"digest.{n}", k, why))
-    dests: dict[str, Destination] = {}
-    for name, d in _table(doc, "destination", bad).items():
-        dests[name] = _destination(name, d, lambda k, why, n=name: bad(f"destination.{n}", k, why))
+    digests = {name: _digest(name, d, lambda k, why, n=name: bad(f"digest.{n}", k, why))
+               for name, d in _table(doc, "digest", bad).items()}
+    dests = {name: _destination(name, d, lambda k, why, n=name: bad(f"destination.{n}", k, why))
+             for name, d in _table(doc, "destination", bad).items()}
     for name, d in dests.items():
         if d.overflow is not None and d.overflow not in digests:
             raise bad(f"destination.{name}", "overflow", f"no [digest.{d.overflow}]")
@@ -215,11 +208,9 @@ def parse(doc: dict[str, Any], path: str, text: str = "") -> Config:
     rules_doc = doc.get("rule", [])
     if not isinstance(rules_doc, list):
         raise bad("", "rule", "want [[rule]] tables")
-    rules = []
-    for i, r in enumerate(rules_doc):
-        rules.append(_rule(i, r, dests, digests, lambda k, why, i=i: bad("rule", k, why, i)))
-    return Config(path=path, state_dir=state_dir, start=start, destinations=dests, rules=tuple(rules),
-                  digests=digests)
+    rules = tuple(_rule(i, r, dests, digests, lambda k, why, i=i: bad("rule", k, why, i))
+                  for i, r in enumerate(rules_doc))
+    return Config(path=path, state_dir=state_dir, start=start, destinations=dests, rules=rules, digests=digests)
 
 
 def _table(doc: dict[str, Any], name: str, bad: Any) -> dict[str, Any]:
@@ -227,6 +218,13 @@ def _table(doc: dict[str, Any], name: str, bad: Any) -> dict[str, Any]:
     if not isinstance(t, dict):
         raise bad("", name, "want a table")
     return t
+
+
+def _known(d: dict[str, Any], keys: tuple[str, ...], bad: Any, kind: str = "") -> None:
+    """Every key of table ``d`` is one of ``keys``: a ConfigError naming the first one that is not."""
+    for k in d:
+        if k not in keys:
+            raise bad(k, f"unknown key{kind} (known: {', '.join(sorted(set(keys)))})")
 
 
 def _strings(value: object) -> tuple[str, ...] | None:
@@ -240,10 +238,7 @@ def _strings(value: object) -> tuple[str, ...] | None:
 def _rule(i: int, r: Any, dests: dict[str, Destination], digests: dict[str, Digest], bad: Any) -> Rule:
     if not isinstance(r, dict):
         raise bad(None, "want a table")
-    known = set(RULE_KEYS)
-    for k in r:
-        if k not in known:
-            raise bad(k, f"unknown key (known: {', '.join(sorted(known))})")
+    _known(r, RULE_KEYS, bad)
     name = r.get("name", f"rule {i + 1}")
     if not isinstance(name, str):
         raise bad("name", "want a string")
@@ -316,13 +311,9 @@ def _destination(name: str, d: Any, bad: Any) -> Destination:
     if not isinstance(d, dict):
         raise bad(None, "want a table")
     kind = d.get("type")
-    common, smtp_keys, hook_keys = set(COMMON_KEYS), set(SMTP_KEYS), set(WEBHOOK_KEYS)
     if kind not in ("smtp", "webhook"):
         raise bad("type", 'want "smtp" or "webhook"')
-    known = common | (smtp_keys if kind == "smtp" else hook_keys)
-    for k in d:
-        if k not in known:
-            raise bad(k, f"unknown key for type {kind} (known: {', '.join(sorted(known))})")
+    _known(d, COMMON_KEYS + (SMTP_KEYS if kind == "smtp" else WEBHOOK_KEYS), bad, f" for type {kind}")
     url = d.get("url")
     if not isinstance(url, str):
         raise bad("url", "missing or not a string")
@@ -332,8 +323,12 @@ def _destination(name: str, d: Any, bad: Any) -> Destination:
     rate = _rate(d, bad)
     if overflow is not None and rate is None:
         raise bad("overflow", "needs rate_limit")
+    cafile = d.get("cafile")
+    if cafile is not None and not isinstance(cafile, str):
+        raise bad("cafile", "want a path")
     base: dict[str, Any] = dict(name=name, type=kind, url=url, timeout=_number_or(d, "timeout", 30.0, bad),
-                                max_age=_number_or(d, "max_age", 86400.0, bad), rate_limit=rate, overflow=overflow)
+                                max_age=_number_or(d, "max_age", 86400.0, bad), rate_limit=rate, overflow=overflow,
+                                cafile=cafile)
     if kind == "webhook":
         m = re.fullmatch(r"(https?)://([^/:]+|\[[^]]+\])(?::(\d+))?(/.*)?", url)
         if not m:
@@ -347,10 +342,7 @@ def _destination(name: str, d: Any, bad: Any) -> Destination:
         for k, v in headers.items():
             if not re.fullmatch(r"[A-Za-z0-9-]+", k) or not all(" " <= c <= "~" for c in v):
                 raise bad("headers", f"{k!r}: want a header name and a printable ASCII value")
-        cafile = d.get("cafile")
-        if cafile is not None and not isinstance(cafile, str):
-            raise bad("cafile", "want a path")
-        return Destination(**base, format=fmt, headers=tuple(headers.items()), cafile=cafile)
+        return Destination(**base, format=fmt, headers=tuple(headers.items()))
     m = re.fullmatch(r"(smtp|smtp\+starttls|smtps)://([^/:]+|\[[^]]+\])(?::(\d+))?/?", url)
     if not m:
         raise bad("url", "want smtp://HOST[:PORT], smtp+starttls://HOST[:PORT] or smtps://HOST[:PORT]")
@@ -373,25 +365,18 @@ def _destination(name: str, d: Any, bad: Any) -> Destination:
     if user is not None and scheme == "smtp" and host not in ("localhost", "127.0.0.1", "::1"):
         raise bad("username", "AUTH over plain smtp:// would send the password in clear: use smtp+starttls:// "
                   "or smtps://")
-    cafile = d.get("cafile")
-    if cafile is not None and not isinstance(cafile, str):
-        raise bad("cafile", "want a path")
     return Destination(**base, scheme=scheme, host=host, port=port, username=user, password_file=pw, sender=sender,
-                       to=to, mode=mode, cafile=cafile)
+                       to=to, mode=mode)
 
 
 def _digest(name: str, d: Any, bad: Any) -> Digest:
     if not isinstance(d, dict):
         raise bad(None, "want a table")
-    known = set(DIGEST_KEYS)
-    for k in d:
-        if k not in known:
-            raise bad(k, f"unknown key (known: {', '.join(sorted(known))})")
+    _known(d, DIGEST_KEYS, bad)
     to = _strings(d.get("to"))
     if to is None:
         raise bad("to", "want a list of destination names")
-    at = None
-    every = None
+    at, every = None, None
     if ("at" in d) == ("every" in d):
         raise bad("at", 'give one of at = "HH:MM" and every = "1h"')
     if "at" in d:

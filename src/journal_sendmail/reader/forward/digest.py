@@ -9,6 +9,7 @@ import json
 import os
 import threading
 from collections import Counter
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +18,7 @@ from ..render import rfc3339
 from .compose import clean
 from .config import DIGEST_MIN_SIZE, Digest
 from .rules import Mail, trusted_uid
-from .state import StateError, nofollow, private_append, replace
+from .state import lines, private_append, replace
 
 EXAMPLE_MAX = 1500  # characters of a mail's text kept as its example
 EXAMPLE_LINE = 300  # characters of one line of an example
@@ -148,26 +149,17 @@ class Bucket:
         return out
 
     def sent(self) -> None:
-        try:
+        with suppress(FileNotFoundError):
             os.unlink(self.closed_path)
-        except FileNotFoundError:
-            pass
 
 
 def _read(path: str) -> list[dict[str, Any]]:
     out = []
-    try:
-        with open(path, encoding="utf-8", errors="surrogateescape", opener=nofollow) as f:
-            for line in f:
-                if line.endswith("\n"):
-                    try:
-                        out.append(json.loads(line))
-                    except ValueError:
-                        continue  # a line cut by a crash
-    except FileNotFoundError:
-        pass
-    except OSError as e:
-        raise StateError(f"{path}: {e.strerror or e}") from None
+    for line in lines(path):
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue  # a line cut by a crash
     return out
 
 
@@ -286,12 +278,6 @@ def parts(d: Digest, recs: list[dict[str, Any]], host: str, max_bytes: int, skip
         out.append(Part(subject, head + body, tuple(k for k, _, _ in chunk),
                         tuple(r["key"] for _, _, rs in chunk for r in rs)))
     return out
-
-
-def text(d: Digest, recs: list[dict[str, Any]], host: str) -> tuple[str, str]:
-    """The whole digest as one subject and text (``parts`` with no size limit)."""
-    (p,) = parts(d, recs, host, 1 << 62) or [Part(f"[{host}] digest {d.name}: 0 mail(s) in 0 group(s)", "", (), ())]
-    return p.subject, p.text
 
 
 def digest_id(name: str, keys: tuple[str, ...] | list[str], dest: str, domain: str) -> str:

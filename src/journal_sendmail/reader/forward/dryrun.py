@@ -1,5 +1,4 @@
-"""Dry run: every mail of the source, what the rules decide and what would go out; nothing sent,
-no state written."""
+"""Dry run: every mail of the source, what the rules decide and what would go out; nothing sent nor written."""
 
 from __future__ import annotations
 
@@ -46,7 +45,7 @@ def explain(cfg: Config, m: Mail, dec: Decision, lazy: Lazy, now: float) -> Iter
     for name in dec.route:
         d = cfg.destinations[name]
         try:
-            raw = lazy.raw()
+            raw = lazy.raw
         except DamagedMail as err:
             yield f"-> {name}: would give up: {err.reason}"
             continue

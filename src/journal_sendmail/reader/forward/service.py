@@ -13,7 +13,9 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from ...body import searchable
@@ -44,20 +46,17 @@ class Lazy:
     """The raw bytes and readable body of one mail, assembled once and only when asked."""
 
     def __init__(self, e: MailEntry, opener: Callable[[], Any]) -> None:
-        self.e = e
-        self.opener = opener
-        self._raw: bytes | None = None
+        self.e, self.opener = e, opener
         self._body: str | None = None
 
+    @cached_property
     def raw(self) -> bytes:
-        if self._raw is None:
-            self._raw = assemble(self.e, self.opener)
-        return self._raw
+        return assemble(self.e, self.opener)
 
     def body(self) -> str:
         if self._body is None:
             try:
-                self._body = searchable(self.raw(), self.e.text)
+                self._body = searchable(self.raw, self.e.text)
             except DamagedMail:
                 self._body = self.e.text or ""
         return self._body
@@ -149,10 +148,9 @@ class Forwarder:
         would: its state is safe as it is, and it is not touched from here) and write the states."""
         for which, j in self.jobs.items():
             j.join(grace)
-            if j.busy():
-                continue
-            j.close()
-            self.states[which].close()
+            if not j.busy():
+                j.close()
+                self.states[which].close()
 
     def _transport(self, job: Job, d: Destination) -> Transport:
         if d.name not in job.transports:
@@ -181,11 +179,9 @@ class Forwarder:
         for st in self.states.values():
             if st.initialized:
                 continue
-            if self.cfg.start == "now":
-                for h in hosts:
-                    c = source.last_cursor(reader, h)
-                    if c:
-                        st.set_cursor(h, c)
+            for h in hosts if self.cfg.start == "now" else []:
+                if c := source.last_cursor(reader, h):
+                    st.set_cursor(h, c)
             st.initialize()
             st.save(durable=True)
 
@@ -227,37 +223,31 @@ class Forwarder:
                 raise e
 
     def _consume_job(self, job: Job, p: Pass, force: bool) -> None:
-        st = self.states[job.which]
-        reader = self._reader(job)
+        """One consumer reads each host's mail after its cursor."""
+        which, st, reader = job.which, self.states[job.which], self._reader(job)
         try:
-            self._consume(job, reader, source.hosts(reader), job.which, p, force)
+            for host in source.hosts(reader):
+                idle = 0
+
+                def gap(why: str, host: str = host) -> None:
+                    self.log("gap", f"{which[0]} {which[1]}: {why}", destination=which[1], host=host)
+
+                for m in source.scan(reader, host, st.cursor(host), gap):
+                    if p.stop():
+                        return
+                    if not self._one(job, which, st, m, p, force):
+                        break
+                    st.set_cursor(host, m.entry.cursor)
+                    idle += 1
+                    if st.dirty and idle >= SAVE_EVERY:
+                        st.save()
+                        idle = 0
+                st.save()
+                if job.name in p.waiting:
+                    return  # down: the other hosts' mail waits too, without knocking on a closed door
         finally:
             job.close_transports()
             st.save(durable=True)
-
-    def _consume(self, job: Job, reader: Any, hosts: list[str], which: tuple[str, str], p: Pass,
-                 force: bool) -> None:
-        st = self.states[which]
-        for host in hosts:
-            idle = 0
-
-            def gap(why: str, host: str = host) -> None:
-                self.log("gap", f"{which[0]} {which[1]}: {why}", destination=which[1], host=host)
-
-            for m in source.scan(reader, host, st.cursor(host), gap):
-                if p.stop():
-                    return
-                go_on = self._one(job, which, st, m, p, force)
-                if not go_on:
-                    break
-                st.set_cursor(host, m.entry.cursor)
-                idle += 1
-                if st.dirty and idle >= SAVE_EVERY:
-                    st.save()
-                    idle = 0
-            st.save()
-            if " ".join(which) in p.waiting:
-                return  # down: the other hosts' mail waits too, without knocking on a closed door
 
     def _one(self, job: Job, which: tuple[str, str], st: State, m: Mail, p: Pass, force: bool) -> bool:
         """Handle one mail for one consumer as ``plan`` says; False: stop here (retry later)."""
@@ -270,7 +260,7 @@ class Forwarder:
         plan = self.plan(which, st, m, key, lazy.body, now, force)
         fields = {"destination": which[1], "mail_id": e.mail_id, "rule": plan.rule, "host": e.hostname}
         if plan.act == "wait":
-            p.waiting.add(" ".join(which))
+            p.waiting.add(job.name)
             return False
         if plan.act == "send":
             return self._deliver(job, self.cfg.destinations[which[1]], st, m, lazy, key, p, now, fields)
@@ -305,17 +295,19 @@ class Forwarder:
                  fields: dict[str, str]) -> bool:
         e = m.entry
         try:
-            out = compose.outgoing(d, e, lazy.raw(), m.unit, fields["rule"], now)
+            out = compose.outgoing(d, e, lazy.raw, m.unit, fields["rule"], now)
             answer = self._transport(job, d).send(out)
         except DamagedMail as err:
-            self._give_up(st, key, f"mail {e.mail_id} not forwarded to {d.name}: {err.reason}", fields)
+            st.done(key)
+            self.log("gave-up", f"mail {e.mail_id} not forwarded to {d.name}: {err.reason}", **fields)
             return True
         except DeliveryError as err:
             self._drop_transport(job, d.name)
             r = Retry.after(st.retry(key), now)
             if err.permanent or now - r.first >= d.max_age:
                 why = "refused" if isinstance(err, PermanentFailure) else f"still failing after {r.attempts} attempts"
-                self._give_up(st, key, f"mail {e.mail_id} to {d.name} given up ({why}): {err.reason}", fields)
+                st.done(key)
+                self.log("gave-up", f"mail {e.mail_id} to {d.name} given up ({why}): {err.reason}", **fields)
                 return True
             st.set_retry(r, key)
             st.save()
@@ -327,10 +319,6 @@ class Forwarder:
         self.log("delivered", f"mail {e.mail_id} forwarded to {d.name} ({out.summary}): {answer}",
                  message_id=out.message_id, **fields)
         return True
-
-    def _give_up(self, st: State, key: str, why: str, fields: dict[str, str]) -> None:
-        st.done(key)
-        self.log("gave-up", why, **fields)
 
     # -- digests ----------------------------------------------------------------------
 
@@ -348,10 +336,9 @@ class Forwarder:
         bucket = self.buckets[name]
         due = st.next_due()
         forced = force is not None and force in ("", name)
-        if due is None:
-            st.set_next_due(digest.first_due(g, now))  # never at once on a first start
-        if forced or (due is not None and now >= due):
-            bucket.close_period()
+        if forced or due is None or now >= due:
+            if forced or due is not None:  # never at once on a first start
+                bucket.close_period()
             st.set_next_due(digest.first_due(g, now))
         try:
             self._send_digest(job, g, st, bucket, now, p, retry_now or forced)
@@ -436,11 +423,8 @@ def follow(load: Callable[[], Config], src: Source, log: Events, reader: Any) ->
             fw.step(reader, stop=lambda: flags.stop)
             if flags.stop:
                 break
-            try:
-                # new mail wakes us at once; retries and digests due are looked at every second
+            with suppress(InterruptedError):  # new mail wakes us at once; retries and digests due every second
                 reader.wait(int(WAKE * US))
-            except InterruptedError:
-                pass
     finally:
         fw.close(grace=STOP_GRACE)  # a worker stuck with a slow peer does not hold the stop up
     return 0

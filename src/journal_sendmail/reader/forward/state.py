@@ -9,9 +9,8 @@ the cursor costs at most that one mail again, and an upload sent twice is
 sent on once.  Both are fsync'ed at the end of each batch.
 
 Every file here is opened without following a link (O_NOFOLLOW) and made
-0600, whoever runs the forwarder (the service's user, or root by hand); a
-replaced file is written by ``safefile.write_file`` in the consumer's
-directory, held open.  The state changes only through State's methods.
+0600, whoever runs the forwarder (the service's user, or root by hand), a
+replaced one through ``safefile.write_file``.  State's methods change it.
 """
 
 from __future__ import annotations
@@ -53,8 +52,7 @@ _NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def _open_private(path: str, flags: int) -> int:
-    """``path`` opened with ``flags`` (never through a link), mode 0600 whatever the umask, owned like
-    its directory (``owner``)."""
+    """``path`` opened with ``flags`` (never through a link), 0600 whatever the umask, owned like its directory."""
     try:
         fd = os.open(path, flags | _NOFOLLOW, PRIVATE)
     except OSError as e:
@@ -64,15 +62,26 @@ def _open_private(path: str, flags: int) -> int:
         os.fchmod(fd, PRIVATE)
         if o := owner(os.path.dirname(path)):
             os.fchown(fd, *o)
-    except OSError:
+    except OSError as e:
         os.close(fd)
-        raise
+        raise StateError(f"{path}: {e.strerror or e}") from None
     return fd
 
 
 def nofollow(path: str, flags: int) -> int:
     """An ``opener`` for open(): never through a link."""
     return os.open(path, flags | _NOFOLLOW)
+
+
+def lines(path: str) -> list[str]:
+    """The complete lines of ``path`` (one a crash cut is left out), never through a link; [] if it is missing."""
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape", opener=nofollow) as f:
+            return [line[:-1] for line in f if line.endswith("\n")]
+    except FileNotFoundError:
+        return []
+    except OSError as e:
+        raise StateError(f"{path}: {e.strerror or e}") from None
 
 
 @contextmanager
@@ -93,13 +102,15 @@ def owner(like: str) -> tuple[int, int] | None:
 
 def replace(directory: str, name: str, data: bytes, durable: bool = True) -> None:
     """The file ``name`` of a consumer's directory replaced by ``data``: 0600, owned like the directory,
-    never through a link (``safefile.write_file``)."""
+    never through a link (``safefile.write_file``); ``durable``: the file and the directory fsync'ed."""
     try:
         fd = os.open(directory, DIR_FLAGS)
     except OSError as e:
         raise StateError(f"{directory}: {e.strerror or e}") from None
     try:
         write_file(fd, name, data, PRIVATE, directory, durable, owner(directory))
+        if durable:
+            os.fsync(fd)
     finally:
         os.close(fd)
 
@@ -144,10 +155,7 @@ def lock(state_dir: str) -> int:
     except OSError as e:
         raise StateError(f"state directory {state_dir}: {e.strerror or e}") from None
     check_dir(state_dir)
-    try:
-        fd = _open_private(os.path.join(state_dir, "lock"), os.O_RDWR | os.O_CREAT)
-    except OSError as e:
-        raise StateError(f"state directory {state_dir}: {e.strerror or e}") from None
+    fd = _open_private(os.path.join(state_dir, "lock"), os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -208,22 +216,13 @@ class State:
             with open(self.path, encoding="utf-8", opener=nofollow) as f:
                 self.data = json.load(f)
         except FileNotFoundError:
-            self.data = {}
+            pass
         except (OSError, ValueError) as e:
             raise StateError(f"{self.path}: unreadable ({e}); move it away to start this destination afresh") from None
         self.data.setdefault("cursors", {})
         self.data.setdefault("retry", {})
-        self.delivered: dict[str, None] = {}
         self._delivered_path = os.path.join(self.dir, "delivered")
-        try:
-            with open(self._delivered_path, encoding="utf-8", errors="surrogateescape", opener=nofollow) as f:
-                for line in f:
-                    if line.endswith("\n"):
-                        self.delivered[line[:-1]] = None
-        except FileNotFoundError:
-            pass
-        except OSError as e:
-            raise StateError(f"{self._delivered_path}: {e.strerror or e}") from None
+        self.delivered = dict.fromkeys(lines(self._delivered_path))
         while len(self.delivered) > DELIVERED_MEMORY:
             del self.delivered[next(iter(self.delivered))]
         self._log = self._open_log()
@@ -265,9 +264,9 @@ class State:
         self.delivered[key] = None
         if len(self.delivered) > DELIVERED_MEMORY:
             del self.delivered[next(iter(self.delivered))]
-        self._set(self.data["retry"], key, None)
+        self.data["retry"].pop(key, None)
         if sent is not None:
-            self._set(self.data, "window", [*self.data.get("window", []), sent])
+            self.data["window"] = [*self.data.get("window", []), sent]
         self.dirty = True
 
     def recent(self, since: float) -> int:
@@ -319,8 +318,6 @@ class State:
         self.data.pop("digest_retry", None)
         self.dirty = True
 
-    # -- on disk --------------------------------------------------------------------------
-
     def save(self, durable: bool = False) -> None:
         """Write state.json atomically if it changed; ``durable``: and fsync what was written since
         the last durable save (nothing at all when nothing changed: an idle service writes nothing)."""
@@ -330,16 +327,9 @@ class State:
             os.fsync(self._log.fileno())
             if self._lines > 2 * DELIVERED_MEMORY:
                 self._compact()
-        if self.dirty or durable:
+        if self.dirty or durable:  # durable: the directory too, so that the delivered list's entry is on disk
             replace(self.dir, "state.json", json.dumps(self.data, separators=(",", ":")).encode(), durable)
             self.unsynced = not durable
-        if durable:
-            dfd = os.open(self.dir, DIR_FLAGS)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
-            self.unsynced = False
         self.dirty = False
 
     def _compact(self) -> None:

@@ -22,7 +22,7 @@ import ssl
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -87,12 +87,8 @@ def _shutdown(fd: int) -> None:
         s = socket.socket(fileno=os.dup(fd))
     except OSError:
         return
-    try:
+    with s, suppress(OSError):
         s.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    finally:
-        s.close()
 
 
 @dataclass
@@ -333,11 +329,8 @@ class Smtp:
 
     def close(self) -> None:
         if self.conn is not None:
-            try:
-                with self.watchdog.within(min(self.dest.timeout, 5.0)):
-                    self.conn.quit()
-            except (OSError, smtplib.SMTPException):
-                pass
+            with suppress(OSError, smtplib.SMTPException), self.watchdog.within(min(self.dest.timeout, 5.0)):
+                self.conn.quit()
             self._drop()
         self.watchdog.stop()
 
