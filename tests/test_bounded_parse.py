@@ -126,6 +126,7 @@ def test_the_parse_grows_linearly(shape: str, n: int) -> None:
             return h, [str(v) for v in msg.values()]  # type: ignore[attr-defined]
         return both
 
+    # The ratio of two CPU times of the same run, not a time: a quadratic parse
+    # gives 16 at four times the size, a linear one 4 (a loaded machine slows both).
     small, big = cost(run(n)), cost(run(4 * n))
     assert big / small <= 8, f"{shape}: {small:.3f} s at {n} bytes, {big:.3f} s at {4 * n}"
-    assert big < 1.0, f"{shape}: {big:.3f} s at {4 * n} bytes"
