@@ -302,9 +302,10 @@ def test_a_log_host_is_the_same_with_the_index(corpus: Corpus, args: list[str]) 
 def test_the_index_answers_a_log_host(corpus: Corpus) -> None:
     """Rows changed behind journal-mail's back show with the index (-D), so the fleet's equality
     is the index's against the scan."""
-    from journal_sendmail.reader import index, query
+    from journal_sendmail.reader import index
+    from journal_sendmail.reader.source import Source
 
-    db = sqlite3.connect(index.index_path(query.Source(directory=str(corpus.fleet)), str(INDEX_DIR)))
+    db = sqlite3.connect(index.index_path(Source(directory=str(corpus.fleet)), str(INDEX_DIR)))
     was, now = '"subject":"', '"subject":"TAMPERED '
     try:
         db.execute("UPDATE mails SET entry = replace(entry, ?, ?) WHERE hostname = 'h07'", (was, now))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
@@ -11,14 +10,15 @@ from dataclasses import replace
 from typing import Any
 
 from .. import users
-from ..errors import EX_OK, DamagedMail, NoPermission, NotFound, OutputError, UsageError
+from ..errors import EX_OK, DamagedMail, NotFound, OutputError, UsageError
 from . import index, indexed, query, render
 from .assemble import assemble, searchable_body
-from .entry import MailEntry, Sender, to_entry
-from .fields import entry_fields
+from .entry import MailEntry, Sender
 from .filters import Filters, make_filters
 from .output import FLUSH_BYTES, Io, Output, Signals, eml_directory, page, read_cursor, save_cursor, write_eml
-from .query import Source
+from .source import Journal, Source, open_reader
+from .source import open_journal as _open
+from .source import source_of as _source_of
 
 ALL = -1  # -n all
 
@@ -45,43 +45,16 @@ def start(args: argparse.Namespace, io: Io) -> tuple[Any, Filters]:
 
 
 def source_of(args: argparse.Namespace) -> Source:
-    if sum((args.directory is not None, bool(args.file), args.namespace is not None)) > 1:
-        raise UsageError("give only one of -D, --file and --namespace")
-    return Source(directory=args.directory, files=tuple(args.file), namespace=args.namespace)
+    return _source_of(args.directory, args.file, args.namespace)
 
 
-def open_journal(args: argparse.Namespace, io: Io) -> Any:
-    """A reader on the chosen journal; says so when permissions hide mail."""
-    source = source_of(args)
-    readable, unreadable = query.readability(source)
-    who = _who()
-    if unreadable and not readable:
-        raise NoPermission(
-            f"none of the {len(unreadable)} journal files is readable by {who}: root and the groups "
-            "adm and systemd-journal read all mail; other users read only their own, which journald "
-            "keeps in a file of their own (user-UID.journal) only with persistent storage"
-        )
-    if not readable and source.directory is None and not source.files:
-        where = f"namespace {source.namespace}" if source.namespace else "/run/log/journal or /var/log/journal"
-        raise NotFound(f"no journal files in {where} (is systemd-journald running?)")
-    if unreadable and not args.quiet:
-        io.say(
-            f"note: showing only the mail readable by {who}, normally your own: {len(unreadable)} of "
-            f"{len(readable) + len(unreadable)} journal files are not readable (root and the groups adm "
-            "and systemd-journal see all mail)"
-        )
-    return query.open_reader(source)
-
-
-def _who() -> str:
-    uid = os.geteuid()
-    name = users.name_of(uid)
-    return f"user {name} (uid {uid})" if name else f"uid {uid}"
+def open_journal(args: argparse.Namespace, io: Io) -> Journal:
+    return _open(source_of(args), None if args.quiet else io.say)
 
 
 def parts_opener(args: argparse.Namespace) -> Callable[[], Any]:
     source = source_of(args)
-    return lambda: query.open_reader(source)
+    return lambda: open_reader(source)
 
 
 def whole(e: MailEntry, args: argparse.Namespace) -> bytes:
@@ -217,7 +190,7 @@ def _from_index(args: argparse.Namespace, filters: Filters, reverse: bool, centr
         return None
 
     def gen() -> Iterator[MailEntry]:
-        reader = query.open_reader(source) if need_raw else None
+        reader = open_reader(source) if need_raw else None
         try:
             for e in entries:
                 if reader is not None and not e.raw and e.size:
@@ -231,12 +204,11 @@ def _from_index(args: argparse.Namespace, filters: Filters, reverse: bool, centr
     return late, gen()
 
 
-def _refetch(reader: Any, e: MailEntry) -> MailEntry:
+def _refetch(reader: Journal, e: MailEntry) -> MailEntry:
     """``e`` read again from the journal by its cursor, with its raw bytes (the index keeps none)."""
-    reader.seek_cursor(e.cursor)
-    if not reader._next(1) or not reader.test_cursor(e.cursor):
+    again = reader.reread(e.cursor)
+    if again is None:
         return e  # vacuumed since: export says it is damaged, as a scan that met it would not have shown it
-    again = to_entry(entry_fields(reader), reader._get_realtime(), e.cursor)
     again.duplicates = e.duplicates
     return again
 
@@ -469,7 +441,7 @@ def cmd_index(args: argparse.Namespace, io: Io) -> int:
     except (OSError, sqlite3.Error) as e:
         raise OutputError(f"cannot write the index {builder.path}: {getattr(e, 'strerror', None) or e}") from None
     flags = Signals.install(hup=False)
-    watch = query.open_reader(source) if args.follow else None
+    watch = open_reader(source) if args.follow else None
     try:
         while True:
             try:
@@ -485,8 +457,8 @@ def cmd_index(args: argparse.Namespace, io: Io) -> int:
             if not args.follow or flags.stop:
                 break
             if watch is not None:
-                watch.seek_tail()
-                watch._previous(1)
+                watch.tail()
+                watch.previous()
                 while not flags.stop and watch.wait(1_000_000) == 0:  # NOP: nothing new for a second
                     pass
     finally:

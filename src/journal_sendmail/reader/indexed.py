@@ -19,8 +19,7 @@ from typing import Any
 
 from ..users import name_of
 from .assemble import searchable_body
-from .entry import SIZE_MAX, MailEntry, count, to_entry
-from .fields import entry_fields
+from .entry import SIZE_MAX, MailEntry, copy_key, count
 from .filters import Filters, wanted
 from .index import (
     MASK,
@@ -29,15 +28,14 @@ from .index import (
     Index,
     IndexError_,
     JFile,
-    copy_key,
     current_files,
     distinct,
     entry_from,
     file_reader,
-    first_value,
     parse_cursor,
     search_fields,
 )
+from .source import Journal, Source
 
 
 @dataclass
@@ -150,7 +148,7 @@ def required_literal(pattern: re.Pattern[str]) -> str | None:
 class Answer:
     """The index's answer to one query, merged with the journal's tail."""
 
-    def __init__(self, idx: Index, source: Any, filters: Filters, open_parts: Callable[[], Any],
+    def __init__(self, idx: Index, source: Source, filters: Filters, open_parts: Callable[[], Journal],
                  search: str | None = None) -> None:
         self.idx, self.source, self.filters, self.open_parts = idx, source, filters, open_parts
         self.search = search
@@ -305,15 +303,14 @@ class Answer:
         for f, cursor, pos in self.tails:
             reader = file_reader(f.path, cursor, self.filters)
             try:
-                while reader._next(1):
+                for t in reader.steps():
                     pos += 1
-                    t, c, d = reader._get_realtime(), reader._get_cursor(), entry_fields(reader)
-                    k = parse_cursor(c)
-                    e = to_entry(d, t, c)
+                    e, get = reader.entry(t), reader.get
+                    k = parse_cursor(e.cursor)
                     out.append(Row((k.get("s", ""), int(k.get("i", "0"), 16), k.get("b", ""),
                                     int(k.get("m", "0"), 16), t, int(k.get("x", "0"), 16)),
-                                   count(first_value(d.get("_SOURCE_REALTIME_TIMESTAMP")), SIZE_MAX) or t,
-                                   copy_key(d, c), e, None, 0, ranks.get((f.dev, f.ino, f.file_id), 0), pos))
+                                   count(get("_SOURCE_REALTIME_TIMESTAMP"), SIZE_MAX) or t,
+                                   copy_key(get, e.cursor), e, None, 0, ranks.get((f.dev, f.ino, f.file_id), 0), pos))
             finally:
                 reader.close()
         since, until = self.filters.since, self.filters.until
@@ -363,19 +360,16 @@ def searched(entries: Iterable[MailEntry], q: str | None, body: Callable[[MailEn
             yield e
 
 
-def fetch(open_reader: Callable[[], Any], e: MailEntry) -> MailEntry | None:
+def fetch(open_reader: Callable[[], Journal], e: MailEntry) -> MailEntry | None:
     """The entry of ``e`` read again from the journal, with its raw bytes (None: gone)."""
     reader = open_reader()
     try:
-        reader.seek_cursor(e.cursor)
-        if not reader._next(1) or not reader.test_cursor(e.cursor):
-            return None
-        return to_entry(entry_fields(reader), reader._get_realtime(), e.cursor)
+        return reader.reread(e.cursor)
     finally:
         reader.close()
 
 
-def mails(idx: Index, source: Any, filters: Filters, open_parts: Callable[[], Any], lines: int | None,
+def mails(idx: Index, source: Source, filters: Filters, open_parts: Callable[[], Journal], lines: int | None,
           reverse: bool, central: bool, search: str | None = None) -> tuple[int, Iterator[MailEntry]]:
     """What ``query.mails`` (or ``query.central`` with ``central``) gives, from the index and the
     journal's tail: (late count, entries without their raw bytes).
@@ -518,7 +512,7 @@ def _central(ans: Answer, tail: list[Row], lines: int | None, reverse: bool) -> 
     return late, iter(chosen if reverse else chosen[::-1])
 
 
-def stats(idx: Index, source: Any, filters: Filters, open_parts: Callable[[], Any],
+def stats(idx: Index, source: Source, filters: Filters, open_parts: Callable[[], Journal],
           by: str) -> tuple[list[tuple[str, int, int]], int, set[str], int] | None:
     """((key, mails, bytes) of the undamaged mails, damaged ones left out, the units they came
     from, late mails of a central journal), counted in SQL; None when a filter needs each mail
@@ -536,7 +530,7 @@ def stats(idx: Index, source: Any, filters: Filters, open_parts: Callable[[], An
     try:
         ans = Answer(idx, source, filters, open_parts)
         tail, late, once = ans.tail(), 0, ""
-        if source.directory is not None or source.files:
+        if source.central:
             if not ans.all_live:
                 raise IndexError_("a journal file was vacuumed since the index was updated")
             shown, hidden, _, tail = _central_tail(ans, tail)

@@ -10,7 +10,7 @@ from typing import Any
 from ...errors import EX_OK, EX_TEMPFAIL
 from ...printable import printable
 from ..output import Io
-from ..query import Source
+from ..source import Source
 from . import config, dryrun, service, state
 from .events import Events
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from ...errors import DamagedMail
-from ..query import Source, open_reader
+from ..source import Source, open_reader
 from ..render import printable, rfc3339
 from . import compose, source
 from .config import Config
@@ -49,7 +49,7 @@ def explain(cfg: Config, m: Mail, dec: Decision, lazy: Lazy, now: float) -> Iter
         except DamagedMail as err:
             yield f"-> {name}: would give up: {err.reason}"
             continue
-        o = compose.outgoing(d, m.entry, raw, m.unit, dec.rules[-1], now)
+        o = compose.outgoing(d, m.entry, raw, dec.rules[-1], now)
         if d.type == "smtp":
             yield (f"-> {name}: {d.mode} via {d.url} to {', '.join(d.to)}, Subject: {o.summary!r}, "
                    f"Message-ID: {o.message_id}, {len(o.data)} bytes")

@@ -23,7 +23,7 @@ from ...errors import DamagedMail
 from ..assemble import assemble
 from ..entry import MailEntry
 from ..output import Signals
-from ..query import Source, open_reader
+from ..source import Source, open_reader
 from ..timespec import US
 from . import compose, digest, source
 from .config import Config, Destination, Digest
@@ -295,7 +295,7 @@ class Forwarder:
                  fields: dict[str, str]) -> bool:
         e = m.entry
         try:
-            out = compose.outgoing(d, e, lazy.raw, m.unit, fields["rule"], now)
+            out = compose.outgoing(d, e, lazy.raw, fields["rule"], now)
             answer = self._transport(job, d).send(out)
         except DamagedMail as err:
             st.done(key)
