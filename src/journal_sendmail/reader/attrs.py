@@ -32,6 +32,7 @@ class Attr:
     field: str = ""  # the journal field the journal matches it by ("": looked at in Python)
     column: str = ""  # the index's column for it ("": none)
     stats: str = ""  # its ``stats --by`` name, where that is older than this table (sender, recipient)
+    metavar: str = ""  # its option's value, in --help
 
 
 def trusted_uid(e: MailEntry) -> int | None:
@@ -67,18 +68,20 @@ ATTRS = {a.name: a for a in (
     Attr("host", True, lambda e: (e.hostname,), lambda e: (e.hostname,), "stored on HOST", "hosts", "_HOSTNAME",
          "m.hostname"),
     Attr("unit", True, lambda e: (e.unit,), lambda e: (e.unit,),
-         "submitted from the systemd unit UNIT (cron.service, …), by journald's word", "units", "", "m.unit"),
+         "submitted from the systemd unit UNIT (cron.service, …), by journald's word", "units", "", "m.unit",
+         metavar="UNIT"),
     Attr("caller_unit", False, lambda e: (e.caller_unit,), None,
-         "the unit the sender says it ran in (MAIL_CALLER_UNIT: anyone can claim one)", "caller_units"),
+         "the unit the sender says it ran in (MAIL_CALLER_UNIT: anyone can claim one)", "caller_units",
+         metavar="UNIT"),
     Attr("caller", False, lambda e: (e.caller_comm,), lambda e: (e.caller_comm,), "handed over by COMM (cron, sudo…)",
-         "callers", "MAIL_CALLER_COMM", "m.caller_comm"),
-    Attr("user", True, _user, _user_group, "submitted by this user (login name)", "uids"),
+         "callers", "MAIL_CALLER_COMM", "m.caller_comm", metavar="COMM"),
+    Attr("user", True, _user, _user_group, "submitted by this user (login name)", "uids", metavar="NAME"),
     Attr("uid", True, _uid, _uid, "submitted by this uid", "uids", "", "m.uid"),
     Attr("from", False, lambda e: (e.envelope_from, e.headers.get("from", "")), lambda e: (e.envelope_from,),
-         "envelope sender, or the address of the From header", "senders", stats="sender"),
+         "envelope sender, or the address of the From header", "senders", stats="sender", metavar="ADDR"),
     Attr("to", False, lambda e: (*e.recipients, e.headers.get("to", ""), e.headers.get("cc", "")),
          lambda e: tuple(dict.fromkeys(e.recipients)), "envelope recipient", "recipients", "MAIL_RCPT",
-         stats="recipient"),
+         stats="recipient", metavar="ADDR"),
     Attr("subject", False, lambda e: (e.subject,), lambda e: (e.subject,), column="m.subject"),
     Attr("kind", True, lambda e: (e.kind,)),
 )}

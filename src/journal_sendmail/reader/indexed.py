@@ -19,6 +19,7 @@ from typing import Any
 
 from ..users import name_of
 from .assemble import searchable_body
+from .attrs import BY_STATS, LIST_FILTERS
 from .entry import SIZE_MAX, MailEntry, copy_key, count
 from .filters import Filters, wanted
 from .index import (
@@ -200,9 +201,8 @@ class Answer:
             marks = ",".join("?" * len(f.recipients))
             sql.append(f"m.id IN (SELECT mail FROM rcpt WHERE how & 1 AND addr IN ({marks}))")
             args.extend(f.recipients)
-        among("m.uid", f.uids)
-        among("m.caller_comm", f.callers)
-        among("m.hostname", f.hosts)
+        for a in {a.filter: a for a in LIST_FILTERS if a.column}.values():  # the attribute table's columns
+            among(a.column, getattr(f, a.filter))
         among("m.boot_id", f.boots)
         if f.spooled:
             sql.append("m.spooled = 1")
@@ -551,9 +551,8 @@ def stats(idx: Index, source: Source, filters: Filters, open_parts: Callable[[],
             if n:
                 add("(none)", n, size)
         else:
-            column = {"host": "m.hostname", "sender": "m.envelope_from", "caller": "m.caller_comm", "unit": "m.unit",
-                      "subject": "m.subject", "user": "m.uid",
-                      "day": "date(m.realtime / 1000000, 'unixepoch', 'localtime')"}[by]
+            column = {"sender": "m.envelope_from", "user": "m.uid",
+                      "day": "date(m.realtime / 1000000, 'unixepoch', 'localtime')"}.get(by) or BY_STATS[by].column
             q = f"SELECT {column}, COUNT(*), SUM(m.size) FROM mails m WHERE {where} GROUP BY {column}"
         for key, n, size in idx.db.execute(q, args):
             if by == "user":
