@@ -95,12 +95,9 @@ class Damaged:
     def __init__(self) -> None:
         self.count = 0
 
-    def counted(self, entries: Iterable[MailEntry], skip: bool = False) -> Iterator[MailEntry]:
+    def counted(self, entries: Iterable[MailEntry]) -> Iterator[MailEntry]:
         for e in entries:
-            if e.damaged:
-                self.count += 1
-                if skip:
-                    continue
+            self.count += bool(e.damaged)
             yield e
 
     def note(self, io: Io, args: argparse.Namespace, what: str) -> None:

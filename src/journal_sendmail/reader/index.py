@@ -394,7 +394,7 @@ class Builder:
         sent = count(first_value(d, "_SOURCE_REALTIME_TIMESTAMP"), SIZE_MAX) or t
         how: dict[str, int] = {}
         for v in _many(d.get("MAIL_RCPT")):
-            a = _one_text(v)
+            a = v.decode("utf-8", "replace")
             how[a] = how.get(a, 0) | 1
         for a in e.recipients:
             how[a] = how.get(a, 0) | 2
@@ -552,10 +552,6 @@ MASK = (1 << 64) - 1
 
 def _many(v: Any) -> list[bytes]:
     return [] if v is None else v if isinstance(v, list) else [v]
-
-
-def _one_text(v: bytes) -> str:
-    return v.decode("utf-8", "replace")
 
 
 def file_reader(path: str, cursor: str | None, filters: Filters | None = None) -> Journal:

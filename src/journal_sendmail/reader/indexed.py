@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import heapq
-import itertools
 import re
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
@@ -36,6 +35,7 @@ from .index import (
     parse_cursor,
     search_fields,
 )
+from .query import newest
 from .source import Journal, Source
 
 
@@ -210,16 +210,9 @@ class Answer:
         if ids:
             sql.append("(" + " OR ".join("m.mail_id LIKE ?" for _ in ids) + ")")
             args.extend(i.replace("%", "").replace("_", "") + "%" for i in ids)
-        for column, pattern in (("subject", f.subject), ("body", f.grep)) if text else ():
-            literal = required_literal(pattern) if pattern is not None else None
-            if literal is not None:
-                like = f"%{literal}%"
-                cond = f"m.id IN (SELECT rowid FROM fts WHERE fts.{column} LIKE ?)"
-                if column == "body":  # a body longer than the index keeps is looked at whole
-                    cond = ("m.id IN (SELECT rowid FROM fts WHERE fts.body LIKE ? "
-                            "UNION ALL SELECT id FROM mails WHERE body_complete = 0)")
-                sql.append(cond)
-                args.append(like)
+        for q, like in self._text_sets() if text else ():
+            sql.append(f"m.id IN ({q})")
+            args.append(like)
         if text and _searchable(self.search):
             words = [_phrase(self.search)] * 3
             if self.dense is None:  # a word in many mails: looked up row by row, in order, until a page is full
@@ -229,6 +222,18 @@ class Answer:
                        "LIKE ? OR fts.body LIKE ? OR fts.who LIKE ?)))" if self.dense else f"m.id IN ({_SEARCH})")
             args.extend(words)
         return " AND ".join(sql), args
+
+    def _text_sets(self) -> list[tuple[str, str]]:
+        """(query of the rows it can match, its LIKE) for ``--subject`` and ``-g``, by the longest literal
+        their regular expression requires; a body longer than the index keeps is looked at whole."""
+        out = []
+        for column, pattern in (("subject", self.filters.subject), ("body", self.filters.grep)):
+            literal = required_literal(pattern) if pattern is not None else None
+            if literal is not None:
+                out.append((f"SELECT rowid FROM fts WHERE fts.{column} LIKE ?"
+                            + (" UNION ALL SELECT id FROM mails WHERE body_complete = 0" if column == "body" else ""),
+                            f"%{literal}%"))
+        return out
 
     def _body_sql(self) -> str:
         wanted = self.filters.grep is not None or self.search is not None
@@ -259,14 +264,8 @@ class Answer:
     def text_candidates(self) -> set[int] | None:
         """The rows ``--subject`` and ``-g`` can match, by the full-text index (None: any)."""
         found: set[int] | None = None
-        for column, pattern in (("subject", self.filters.subject), ("body", self.filters.grep)):
-            literal = required_literal(pattern) if pattern is not None else None
-            if literal is None:
-                continue
-            q = f"SELECT rowid FROM fts WHERE fts.{column} LIKE ?"
-            if column == "body":
-                q += " UNION ALL SELECT id FROM mails WHERE body_complete = 0"
-            ids = {i for (i,) in self.idx.db.execute(q, (f"%{literal}%",))}
+        for q, like in self._text_sets():
+            ids = {i for (i,) in self.idx.db.execute(q, (like,))}
             found = ids if found is None else found & ids
         if _searchable(self.search):
             ids = {i for (i,) in self.idx.db.execute(_SEARCH, [_phrase(self.search)] * 3)}
@@ -398,11 +397,8 @@ def mails(idx: Index, source: Source, filters: Filters, open_parts: Callable[[],
     tail.sort(key=lambda r: r.key[1])
     if lines is None and not reverse:
         return 0, (r.entry for r in _once(_chain(ans.rows("ORDER BY m.seqnum"), tail)) if ans.keep(r))
-    newest = (r.entry for r in _once(_chain(tail[::-1], ans.rows("ORDER BY m.seqnum DESC"))) if ans.keep(r))
-    if lines is None:
-        return 0, newest
-    chosen = list(itertools.islice(newest, lines))
-    return 0, iter(chosen if reverse else chosen[::-1])
+    return 0, newest((r.entry for r in _once(_chain(tail[::-1], ans.rows("ORDER BY m.seqnum DESC"))) if ans.keep(r)),
+                     lines, reverse)
 
 
 def _narrowed(ans: Answer, rows: list[Row]) -> list[Row]:
@@ -506,10 +502,7 @@ def _central(ans: Answer, tail: list[Row], lines: int | None, reverse: bool) -> 
                 r.entry.duplicates = r.copies
                 yield r.entry
 
-    if lines is None:  # streamed, oldest or newest first: a page costs a page
-        return late, gen(merged)
-    chosen = list(itertools.islice(gen(merged), lines))
-    return late, iter(chosen if reverse else chosen[::-1])
+    return late, gen(merged) if lines is None else newest(gen(merged), lines, reverse)  # a page costs a page
 
 
 def stats(idx: Index, source: Source, filters: Filters, open_parts: Callable[[], Journal],

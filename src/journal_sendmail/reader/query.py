@@ -6,9 +6,11 @@ rest are looked at here (``filters.wanted``).
 from __future__ import annotations
 
 import functools
+import itertools
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 from ..errors import NotFound
 from ..record import MSG_MAIL
@@ -16,6 +18,8 @@ from .entry import SIZE_MAX, MailEntry, Sender, _text, copy_key, count, first_va
 from .filters import Filters, wanted
 from .source import Journal
 from .timespec import US
+
+T = TypeVar("T")
 
 
 def boot_ids(reader: Journal) -> list[str]:
@@ -64,16 +68,16 @@ def mails(
     if lines is None and not reverse:
         yield from _scan(reader, filters, get_body, forward=True)
         return
-    newest = _scan(reader, filters, get_body, forward=False)
-    if lines is not None:
-        chosen: list[MailEntry] = []
-        for e in newest:
-            if len(chosen) >= lines:
-                break
-            chosen.append(e)
-        yield from chosen if reverse else reversed(chosen)
-    else:
-        yield from newest
+    yield from newest(_scan(reader, filters, get_body, forward=False), lines, reverse)
+
+
+def newest(entries: Iterable[T], lines: int | None, reverse: bool) -> Iterator[T]:
+    """Of ``entries`` newest first, the newest ``lines`` (None: all), oldest first unless ``reverse``."""
+    if lines is None:
+        yield from entries
+        return
+    chosen = list(itertools.islice(entries, lines))
+    yield from chosen if reverse else reversed(chosen)
 
 
 def _scan(reader: Journal, filters: Filters, body: Callable[[MailEntry], str], forward: bool) -> Iterator[MailEntry]:
@@ -211,18 +215,9 @@ def central(
         e.duplicates = copies.get(copy_key(get, cursor), 0)
         return e if wanted(e, filters, get_body) else None
 
-    def gen() -> Iterator[MailEntry]:
-        if lines is None and not reverse:
-            yield from filter(None, map(fetch, (c for _, c in ordered)))
-            return
-        chosen: list[MailEntry] = []
-        for e in filter(None, map(fetch, (c for _, c in reversed(ordered)))):
-            if lines is not None and len(chosen) >= lines:
-                break
-            chosen.append(e)
-        yield from chosen if reverse else reversed(chosen)
-
-    return late_mails, gen()
+    if lines is None and not reverse:
+        return late_mails, filter(None, map(fetch, (c for _, c in ordered)))
+    return late_mails, newest(filter(None, map(fetch, (c for _, c in reversed(ordered)))), lines, reverse)
 
 
 def central_each(reader: Journal, filters: Filters,

@@ -7,6 +7,7 @@ No I/O here but the journal's: the HTTP server is ``server.py``.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import re
@@ -331,7 +332,7 @@ class Inbox:
                         return
                     if e is None:
                         yield b": idle\n\n"  # a closed page shows here, as a failed write
-                    elif not q or next(searched([e], q, body), None) is not None:
+                    elif not q or indexed.search_matches(e, q, functools.partial(body, e)):
                         rec = render.json_record(e)
                         rec.update(unit=e.unit, size_text=render.human_size(e.size),
                                    local_time=render.local_time(e.realtime))
@@ -388,11 +389,6 @@ def _bounded(key: str, value: str) -> str:
     if key == "subject":
         return value
     return "/" + ("" if any(c.isupper() for c in value) else "(?i)") + re.escape(value) + "/"
-
-
-def searched(entries: Iterable[MailEntry], q: str, body: Callable[[MailEntry], str]) -> Iterator[MailEntry]:
-    """The mails whose subject, from, to, host, caller, unit or body contain ``q`` (any case)."""
-    return indexed.searched(entries, q, body)
 
 
 def _param(params: list[tuple[str, str]], name: str) -> str:
