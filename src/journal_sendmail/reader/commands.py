@@ -110,7 +110,7 @@ def selected(args: argparse.Namespace, io: Io, q: Query, reader: Journal) -> Ite
     """The mail ``q`` selects (``select``), with its note on late mail."""
     found = select(q, reader)
     late_note(io, args, found.late)
-    return found
+    return iter(found)
 
 
 def late_note(io: Io, args: argparse.Namespace, late: int) -> None:

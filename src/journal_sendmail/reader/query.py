@@ -193,13 +193,7 @@ def central(
         if (since is not None and t < since) or (until is not None and t > until):
             continue
         cursor = reader.cursor()
-        s, i, b, m = cursor.split(";", 4)[:4]
-        sent = count(get("_SOURCE_REALTIME_TIMESTAMP"), SIZE_MAX) or t
-        late = sent < highest.get(s, 0)
-        if get("MESSAGE_ID") == MSG_MAIL.encode():
-            highest[s] = max(highest.get(s, 0), sent)
-        order = (sent, t, b[2:], int(m[2:], 16), s[2:], int(i[2:], 16))
-        key = copy_key(get, cursor)
+        order, late, key = _place(get, cursor, t, highest)
         got = first.get(key)
         if got is not None:
             copies[key] = copies.get(key, 0) + 1
@@ -233,19 +227,11 @@ def central_each(reader: Journal, filters: Filters,
         reader.head()
         first: dict[str, tuple[tuple[int, int, str, int, str, int], bool]] = {}
         highest: dict[str, int] = {}
-        mail = MSG_MAIL.encode()
         for t in reader.steps():
             if (since is not None and t < since) or (until is not None and t > until):
                 continue
             d, cursor = reader.fields(), reader.cursor()
-            get = functools.partial(first_value, d)
-            s, i, b, m = cursor.split(";", 4)[:4]
-            sent = count(get("_SOURCE_REALTIME_TIMESTAMP"), SIZE_MAX) or t
-            is_late = sent < highest.get(s, 0)
-            if get("MESSAGE_ID") == mail:
-                highest[s] = max(highest.get(s, 0), sent)
-            order = (sent, t, b[2:], int(m[2:], 16), s[2:], int(i[2:], 16))
-            key = copy_key(get, cursor)
+            order, is_late, key = _place(functools.partial(first_value, d), cursor, t, highest)
             got = first.get(key)
             if got is None or order < got[0]:
                 first[key] = (order, is_late)
@@ -256,6 +242,21 @@ def central_each(reader: Journal, filters: Filters,
         late[0] = sum(1 for _, is_late in first.values() if is_late)
 
     return late, gen()
+
+
+def _place(get: Callable[[str], bytes | None], cursor: str, t: int,
+           highest: dict[str, int]) -> tuple[tuple[int, int, str, int, str, int], bool, str]:
+    """An entry's place in a central journal's order (``central``), whether it is late (``highest``:
+    the latest stamp of a mail in each sequence so far, updated), and its copy key."""
+    s, i, b, m = cursor.split(";", 4)[:4]
+    sent = count(get("_SOURCE_REALTIME_TIMESTAMP"), SIZE_MAX) or t
+    late = sent < highest.get(s, 0)
+    if get("MESSAGE_ID") == _MAIL:
+        highest[s] = max(highest.get(s, 0), sent)
+    return (sent, t, b[2:], int(m[2:], 16), s[2:], int(i[2:], 16)), late, copy_key(get, cursor)
+
+
+_MAIL = MSG_MAIL.encode()
 
 
 # -- journald's word on mail it dropped -----------------------------------------------

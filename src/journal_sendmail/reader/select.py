@@ -35,23 +35,20 @@ class Query:
     raw: bool = False  # the entries with their raw bytes (the index keeps none)
 
 
+@dataclass
 class Selection:
     """The mail a Query selects, as it is read; ``late``: how many of a central journal's
     mails came after mail their senders stamped later (known before the first is given)."""
 
-    def __init__(self, entries: Iterator[MailEntry], late: int = 0) -> None:
-        self.entries, self.late = entries, late
+    entries: Iterator[MailEntry]
+    late: int = 0
 
     def __iter__(self) -> Iterator[MailEntry]:
-        return self
-
-    def __next__(self) -> MailEntry:
-        return next(self.entries)
+        return self.entries
 
     def close(self) -> None:
-        close = getattr(self.entries, "close", None)
-        if close is not None:
-            close()
+        """Done before the end: the index and readers it holds are closed now."""
+        getattr(self.entries, "close", lambda: None)()
 
 
 def resolved(q: Query, journal: Journal) -> Query:
