@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO
 
 from ...errors import DamagedMail
-from ..source import Source, open_reader
 from ..render import printable, rfc3339
+from ..source import Journal, Source, open_reader
 from . import compose, source
 from .config import Config
 from .rules import Decision, Mail, decide
 from .service import Lazy
 
 
-def dry_run(cfg: Config, src: Source, reader: Any, out: IO[str]) -> int:
+def dry_run(cfg: Config, src: Source, reader: Journal, out: IO[str]) -> int:
     now = time.time()
     n = 0
     for host in source.hosts(reader):
