@@ -25,8 +25,9 @@ def cfg_rules(text: str) -> config.Config:
 
 
 def mail(subject: str = "s", uid: int | None = 0, **kw: object) -> rules.Mail:
-    e = MailEntry(mail_id="ab" * 16, uid=uid, hostname="web1", headers={"subject": subject}, **kw)  # type: ignore[arg-type]
-    return rules.Mail(e, unit="cron.service")
+    e = MailEntry(mail_id="ab" * 16, uid=uid, hostname="web1", headers={"subject": subject},  # type: ignore[arg-type]
+                  systemd_unit="cron.service", **kw)
+    return rules.Mail(e)
 
 
 RULES = """
@@ -113,7 +114,7 @@ def test_wrap_keeps_an_original_with_cr_bytes_exact_as_base64() -> None:
     raw = b"From: php\r\nSubject: crlf and a bare \r here\r\n\r\nbody\r\n"
     e = MailEntry(mail_id="cd" * 16, uid=33, hostname="web1", headers={"subject": "crlf"}, size=len(raw), raw=raw)
     d = config.Destination(name="ops", type="smtp", url="smtp://x", sender="f@example.org", to=("o@example.org",))
-    out = compose.wrap(e, raw, "", d, "r", 0.0)
+    out = compose.wrap(e, raw, d, "r", 0.0)
     msg = email.message_from_bytes(out.data, policy=email.policy.default)
     (att,) = [p for p in msg.walk() if p.get_filename() == "original.eml"]
     assert att.get_content_type() == "application/octet-stream" and att.get_content() == raw
@@ -160,7 +161,7 @@ def test_a_big_digest_is_split_into_parts_under_the_size_and_each_group_goes_onc
 def test_a_huge_subject_makes_no_header_line_a_relay_refuses(subject: str) -> None:
     e = MailEntry(mail_id="cd" * 16, uid=0, hostname="web1", headers={"subject": subject}, size=5, raw=b"\n\nhi\n")
     d = config.Destination(name="ops", type="smtp", url="smtp://x", sender="f@example.org", to=("o@example.org",))
-    out = compose.wrap(e, e.raw, "", d, "r", 0.0)
+    out = compose.wrap(e, e.raw, d, "r", 0.0)
     head = out.data.split(b"\n\n", 1)[0]
     assert max(len(line) for line in head.split(b"\n")) <= compose.LINE_MAX
     assert compose.wire_safe(out.data) and max(len(line) for line in out.data.split(b"\n")) <= compose.LINE_MAX

@@ -17,9 +17,9 @@ import harness
 import pytest
 from readerkit import write_entry
 
-from journal_sendmail.reader import fields
+from journal_sendmail.reader import source as fields
 from journal_sendmail.reader.entry import WITHHELD, to_entry
-from journal_sendmail.reader.query import Source, open_reader
+from journal_sendmail.reader.source import Source, open_reader
 from journal_sendmail.record import MSG_MAIL
 
 Sendmail = Callable[..., subprocess.CompletedProcess[bytes]]
@@ -38,7 +38,7 @@ def test_genuine_mail_is_get_all_exactly(journald: harness.Journald, sendmail: S
     for m in mails:
         assert sendmail(["root", "x@example.org"], m).returncode == 0
     journald.entries(f"MESSAGE_ID={MSG_MAIL}", wait_for=3)
-    reader = open_reader(Source())
+    reader = open_reader(Source()).raw
     try:
         seen = 0
         for r in entries(reader):
@@ -66,7 +66,7 @@ def test_a_raw_longer_than_its_size_is_not_read(journald: harness.Journald, raw_
     to_entry finds it out all the same)."""
     write_entry(forged(raw_size, claimed))
     journald.entries("MESSAGE=f", wait_for=1)
-    reader = open_reader(Source())
+    reader = open_reader(Source()).raw
     try:
         (r,) = entries(reader)
         d, whole = fields.entry_fields(r), r._get_all()
@@ -93,7 +93,7 @@ def test_falls_back_to_get_all(journald: harness.Journald, monkeypatch: pytest.M
 
     assert fields.entry_fields(NotAReader()) == {"MAIL_RAW": b"x"}
     assert fields.raw_length(NotAReader()) is None
-    reader = open_reader(Source())
+    reader = open_reader(Source()).raw
     try:
         (r,) = entries(reader)
         fields.raw_length(r)

@@ -14,7 +14,9 @@ from readerkit import export, remote
 
 from journal_sendmail import record
 from journal_sendmail.reader import index, indexed, query
+from journal_sendmail.reader.entry import to_entry
 from journal_sendmail.reader.filters import Filters
+from journal_sendmail.reader.source import Source, open_reader
 
 MAIL = record.MSG_MAIL.encode()
 
@@ -56,15 +58,15 @@ def fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Pat
 
 
 def both(d: Path, filters: Filters, lines: int | None, reverse: bool) -> tuple[list[tuple[str, int]], ...]:
-    source = query.Source(directory=str(d))
+    source = Source(directory=str(d))
     idx = index.open_for_reading(source)
     assert idx is not None
     try:
-        late, got = indexed.mails(idx, source, filters, lambda: query.open_reader(source), lines, reverse, True)
+        late, got = indexed.mails(idx, source, filters, lambda: open_reader(source), lines, reverse, True)
         a = [(e.cursor, e.duplicates) for e in got]
     finally:
         idx.close()
-    reader = query.open_reader(source)
+    reader = open_reader(source)
     try:
         late2, scanned = query.central(reader, filters, lines, reverse)
         b = [(e.cursor, e.duplicates) for e in scanned]
@@ -75,8 +77,8 @@ def both(d: Path, filters: Filters, lines: int | None, reverse: bool) -> tuple[l
 
 
 def build(d: Path) -> None:
-    source = query.Source(directory=str(d))
-    b = index.Builder(source, lambda: query.open_reader(source))
+    source = Source(directory=str(d))
+    b = index.Builder(source, lambda: open_reader(source))
     idx = b.open()
     try:
         b.update(idx)
@@ -120,13 +122,13 @@ def test_the_search_through_the_index_is_the_scans(fleet: tuple[Path, Any], monk
     d, _ = fleet
     build(d)
     monkeypatch.setattr(indexed, "DENSE", dense)
-    source = query.Source(directory=str(d))
+    source = Source(directory=str(d))
     idx = index.open_for_reading(source)
     assert idx is not None
     try:
         for lines, reverse in [(None, True), (7, False)]:
-            _, got = indexed.mails(idx, source, Filters(), lambda: query.open_reader(source), lines, reverse, True, q)
-            reader = query.open_reader(source)
+            _, got = indexed.mails(idx, source, Filters(), lambda: open_reader(source), lines, reverse, True, q)
+            reader = open_reader(source)
             try:
                 _, scanned = query.central(reader, Filters(), None, reverse)
                 want = [e.cursor for e in indexed.searched(scanned, q, lambda e: e.text or "")]
@@ -155,7 +157,7 @@ def test_central_order_is_total_and_the_scans() -> None:
 
 
 def test_search_matches_fields_and_body_in_any_case() -> None:
-    e = query.to_entry({"MESSAGE_ID": MAIL, "MAIL_ID": b"a" * 32, "_HOSTNAME": b"web7", "MAIL_SUBJECT": b"Disk"},
+    e = to_entry({"MESSAGE_ID": MAIL, "MAIL_ID": b"a" * 32, "_HOSTNAME": b"web7", "MAIL_SUBJECT": b"Disk"},
                        1, "s=1;i=1;b=1;m=1;t=1;x=1")
     assert indexed.search_matches(e, "WEB7", lambda: "")
     assert indexed.search_matches(e, "needle", lambda: "a NEEDLE in it")

@@ -230,6 +230,10 @@ def test_unit_shown_and_searched(inbox: Serve) -> None:
     assert b'<a href="?q=cron.service">cron.service</a>' not in inbox.get("/")[2]
     found = [json.loads(line)["subject"] for line in inbox.get("/api/mails?q=CRON.SERVICE")[2].splitlines()]
     assert found == []
+    # ?unit= is journald's word, ?caller_unit= the sender's claim: each a filter, as list --unit, --caller-unit
+    assert inbox.get("/api/mails?unit=cron.service")[:3:2] == (200, b"")
+    found = [json.loads(line)["subject"] for line in inbox.get("/api/mails?caller_unit=cron.service")[2].splitlines()]
+    assert found == ["from a unit"]
 
 
 def test_ordinary_user_sees_only_own_mail(inbox: Serve, bindir: Path) -> None:

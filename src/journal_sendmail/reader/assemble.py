@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from typing import Any
 
 from ..body import searchable
 from ..errors import DamagedMail
 from ..record import MSG_PART
-from .entry import MailEntry, count
-from .fields import raw_length
-
-SENDER_FIELDS = ("_UID", "_HOSTNAME", "_BOOT_ID")
+from .entry import SENDER_FIELDS, MailEntry, count
+from .source import Journal
 
 
-def assemble(entry: MailEntry, open_parts: Callable[[], Any]) -> bytes:
+def assemble(entry: MailEntry, open_parts: Callable[[], Journal]) -> bytes:
     """The whole raw message of ``entry``, checked against MAIL_SIZE and MAIL_SHA256.
 
     ``open_parts`` opens a reader on the same journal for the part entries of
@@ -64,7 +61,7 @@ def _missing(found: dict[int, bytes], parts: int) -> str:
     return ", ".join(shown[:10]) + (" …" if len(shown) > 10 else "")
 
 
-def _parts(open_parts: Callable[[], Any], entry: MailEntry) -> dict[int, bytes]:
+def _parts(open_parts: Callable[[], Journal], entry: MailEntry) -> dict[int, bytes]:
     """Part number -> bytes of the parts of ``entry`` from its own sender.
 
     Every part but the last is as long as the message entry's chunk, the last
@@ -75,22 +72,21 @@ def _parts(open_parts: Callable[[], Any], entry: MailEntry) -> dict[int, bytes]:
     sender = [str(v).encode() for v in entry.sender]
     reader = open_parts()
     try:
-        reader.add_match(f"MESSAGE_ID={MSG_PART}".encode())
-        reader.add_match(f"MAIL_ID={entry.mail_id}".encode())
-        for name, value in zip(SENDER_FIELDS, sender, strict=True):
-            reader.add_match(name.encode() + b"=" + value)
-        reader.seek_head()
+        reader.match(f"MESSAGE_ID={MSG_PART}", f"MAIL_ID={entry.mail_id}",
+                     *(name.encode() + b"=" + value for name, value in zip(SENDER_FIELDS, sender, strict=True)))
+        reader.head()
         found: dict[int, bytes] = {}
-        while reader._next(1):
-            n = count(_field(reader, "MAIL_PART"), entry.parts)
-            if n is None or n < 2 or n in found or count(_field(reader, "MAIL_PARTS"), entry.parts) != entry.parts:
+        field = reader.single
+        while reader.next():
+            n = count(field("MAIL_PART"), entry.parts)
+            if n is None or n < 2 or n in found or count(field("MAIL_PARTS"), entry.parts) != entry.parts:
                 continue
-            if [_field(reader, name) for name in SENDER_FIELDS] != sender:
+            if [field(name) for name in SENDER_FIELDS] != sender:
                 continue
             want = last if n == entry.parts else step
-            if raw_length(reader) not in (None, want):
+            if reader.raw_length() not in (None, want):
                 continue  # not read: a part of another length (a forged 100 MiB one) is no part of it
-            chunk = _field(reader, "MAIL_RAW")
+            chunk = field("MAIL_RAW")
             if chunk is not None and len(chunk) == want:
                 found[n] = chunk
         return found
@@ -98,16 +94,7 @@ def _parts(open_parts: Callable[[], Any], entry: MailEntry) -> dict[int, bytes]:
         reader.close()
 
 
-def _field(reader: Any, name: str) -> bytes | None:
-    """One field of the current entry; None when it is missing or given more than once."""
-    try:
-        value = reader._get(name)
-    except KeyError:
-        return None
-    return value if isinstance(value, bytes) else None
-
-
-def searchable_body(entry: MailEntry, open_parts: Callable[[], Any]) -> str:
+def searchable_body(entry: MailEntry, open_parts: Callable[[], Journal]) -> str:
     """The readable body ``--grep`` searches: MAIL_TEXT when stored, else decoded from
     the whole message (from the entry's own chunk when the mail is damaged)."""
     if entry.text is not None:

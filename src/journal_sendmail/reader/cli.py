@@ -15,6 +15,7 @@ from typing import NoReturn
 from .. import __version__
 from ..errors import EX_OK, EX_OSERR, EX_SOFTWARE, EX_USAGE, JournalSendmailError, UsageError
 from . import render
+from .attrs import LIST_FILTERS
 from .commands import ALL, COMMANDS
 from .output import PROG, Io
 
@@ -56,18 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     f = filters.add_argument_group("filters (repeat one to allow several values; different ones all apply)")
     f.add_argument("-S", "--since", metavar="TIME", help="stored at or after TIME (journalctl's formats)")
     f.add_argument("-U", "--until", metavar="TIME", help="stored at or before TIME")
-    f.add_argument("--from", dest="sender", metavar="ADDR", action="append", default=[],
-                   help="envelope sender, or the address of the From header")
-    f.add_argument("--to", metavar="ADDR", action="append", default=[], help="envelope recipient")
+    for a in LIST_FILTERS:  # the attribute table's
+        f.add_argument(f"--{a.name.replace('_', '-')}", dest=a.name, metavar=a.metavar or a.name.upper(),
+                       type=int if a.name == "uid" else str, action="append", default=[], help=a.help)
     f.add_argument("--subject", metavar="TEXT", help="subject contains TEXT (any case), or matches /REGEX/")
-    f.add_argument("--uid", metavar="UID", type=int, action="append", default=[], help="submitted by this uid")
-    f.add_argument("--user", metavar="NAME", action="append", default=[], help="submitted by this user")
-    f.add_argument("--caller", metavar="COMM", action="append", default=[], help="handed over by COMM (cron, sudo…)")
-    f.add_argument("--host", metavar="HOST", action="append", default=[], help="stored on HOST")
-    f.add_argument("--unit", metavar="UNIT", action="append", default=[],
-                   help="submitted from the systemd unit UNIT (cron.service, …), by journald's word")
-    f.add_argument("--caller-unit", metavar="UNIT", action="append", default=[],
-                   help="the unit the sender says it ran in (MAIL_CALLER_UNIT: anyone can claim one)")
     f.add_argument("-b", "--boot", metavar="ID", nargs="?", const="0", action="append", help="boot id or offset")
     f.add_argument("-g", "--grep", metavar="REGEX", help="body matches REGEX (any case if REGEX is lower case)")
     f.add_argument("--spooled", action="store_true", help="only mail re-injected from the spool")
@@ -155,15 +148,7 @@ def join_dash_values(argv: list[str]) -> list[str]:
     return out
 
 
-def cmd_serve(args: argparse.Namespace, io: Io) -> int:
-    """The web inbox: here, not in commands, since its pages parse their query parameters with
-    ``build_parser`` (and import commands: the imports run one way)."""
-    from .web.server import serve  # Jinja2 and http.server only for the web inbox
-
-    return serve(args, io, build_parser)
-
-
-RUN = {**COMMANDS, "serve": cmd_serve}
+RUN = COMMANDS
 
 
 def main(argv: list[str] | None = None, io: Io | None = None) -> int:

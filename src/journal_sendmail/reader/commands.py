@@ -3,104 +3,43 @@
 from __future__ import annotations
 
 import argparse
-import os
-import re
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
-from typing import Any
 
-from .. import users
-from ..errors import EX_OK, DamagedMail, NoPermission, NotFound, OutputError, UsageError
-from . import index, indexed, query, render
-from .assemble import assemble, searchable_body
-from .entry import MailEntry, Sender, to_entry
-from .fields import entry_fields
+from ..errors import EX_OK, DamagedMail, NotFound, OutputError
+from . import index, query, render
+from .entry import MailEntry, Sender
 from .filters import Filters, make_filters
 from .output import FLUSH_BYTES, Io, Output, Signals, eml_directory, page, read_cursor, save_cursor, write_eml
-from .query import Source
+from .select import Query, body_of, counted, find, resolved, select, whole
+from .source import Journal, Source, open_journal, open_reader, opener, source_of
 
 ALL = -1  # -n all
 
 
-def limit(lines: int | None) -> int | None:
-    return None if lines == ALL else lines
+def query_of(args: argparse.Namespace, mail_ids: Iterable[str] = ()) -> Query:
+    """The command line's Query (its filters checked first: a usage error needs no journal)."""
+    return Query(source=source_of(args.directory, args.file, args.namespace),
+                 filters=make_filters(vars(args), mail_ids), lines=None if args.lines == ALL else args.lines,
+                 reverse=args.reverse, index=not args.no_index)
 
 
-def with_boots(filters: Filters, reader: Any) -> Filters:
-    """``--boot`` offsets and ids resolved against the journal."""
-    if not filters.boots:
-        return filters
-    try:
-        return replace(filters, boots=tuple(query.resolve_boot(reader, b) for b in filters.boots))
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-
-
-def start(args: argparse.Namespace, io: Io) -> tuple[Any, Filters]:
-    """The filters (checked first: a usage error needs no journal) and a reader."""
-    filters = make_filters(args)
-    reader = open_journal(args, io)
-    return reader, with_boots(filters, reader)
-
-
-def source_of(args: argparse.Namespace) -> Source:
-    if sum((args.directory is not None, bool(args.file), args.namespace is not None)) > 1:
-        raise UsageError("give only one of -D, --file and --namespace")
-    return Source(directory=args.directory, files=tuple(args.file), namespace=args.namespace)
-
-
-def open_journal(args: argparse.Namespace, io: Io) -> Any:
-    """A reader on the chosen journal; says so when permissions hide mail."""
-    source = source_of(args)
-    readable, unreadable = query.readability(source)
-    who = _who()
-    if unreadable and not readable:
-        raise NoPermission(
-            f"none of the {len(unreadable)} journal files is readable by {who}: root and the groups "
-            "adm and systemd-journal read all mail; other users read only their own, which journald "
-            "keeps in a file of their own (user-UID.journal) only with persistent storage"
-        )
-    if not readable and source.directory is None and not source.files:
-        where = f"namespace {source.namespace}" if source.namespace else "/run/log/journal or /var/log/journal"
-        raise NotFound(f"no journal files in {where} (is systemd-journald running?)")
-    if unreadable and not args.quiet:
-        io.say(
-            f"note: showing only the mail readable by {who}, normally your own: {len(unreadable)} of "
-            f"{len(readable) + len(unreadable)} journal files are not readable (root and the groups adm "
-            "and systemd-journal see all mail)"
-        )
-    return query.open_reader(source)
-
-
-def _who() -> str:
-    uid = os.geteuid()
-    name = users.name_of(uid)
-    return f"user {name} (uid {uid})" if name else f"uid {uid}"
-
-
-def parts_opener(args: argparse.Namespace) -> Callable[[], Any]:
-    source = source_of(args)
-    return lambda: query.open_reader(source)
-
-
-def whole(e: MailEntry, args: argparse.Namespace) -> bytes:
-    """The complete raw message; DamagedMail if it cannot be given back exactly."""
-    return assemble(e, parts_opener(args))
-
-
-def grep_body(args: argparse.Namespace) -> Callable[[MailEntry], str]:
-    opener = parts_opener(args)
-    return lambda e: searchable_body(e, opener)
+def start(args: argparse.Namespace, io: Io) -> tuple[Journal, Query]:
+    """A reader on the command's source and its Query (``--boot`` resolved)."""
+    q = query_of(args)
+    journal = open_journal(q.source, None if args.quiet else io.say)
+    return journal, resolved(q, journal)
 
 
 def cmd_list(args: argparse.Namespace, io: Io) -> int:
-    reader, filters = start(args, io)
+    reader, q = start(args, io)
+    filters = q.filters
     out = Output(io.out, None)
     found = 0
     damaged = Damaged()
     units = Units()
-    entries = units.seen(damaged.counted(selected(args, io, reader, filters, args.reverse)))
+    entries = units.seen(damaged.counted(selected(args, io, q, reader)))
     if args.json:
         record, line = render.json_record, render.json_line
         for e in entries:
@@ -136,12 +75,12 @@ class Units:
             self.units.update(u for u in (e.caller_unit, e.systemd_unit) if u)
             yield e
 
-    def suppressed(self, reader: Any, filters: Filters) -> list[query.Suppressed]:
+    def suppressed(self, reader: Journal, filters: Filters) -> list[query.Suppressed]:
         if self.found is None:
             self.found = [s for s in query.suppressed(reader, filters.since, filters.until) if s.unit in self.units]
         return self.found
 
-    def note(self, io: Io, args: argparse.Namespace, reader: Any, filters: Filters) -> None:
+    def note(self, io: Io, args: argparse.Namespace, reader: Journal, filters: Filters) -> None:
         if args.quiet or not self.units:
             return
         for s in self.suppressed(reader, filters):
@@ -156,12 +95,9 @@ class Damaged:
     def __init__(self) -> None:
         self.count = 0
 
-    def counted(self, entries: Iterable[MailEntry], skip: bool = False) -> Iterator[MailEntry]:
+    def counted(self, entries: Iterable[MailEntry]) -> Iterator[MailEntry]:
         for e in entries:
-            if e.damaged:
-                self.count += 1
-                if skip:
-                    continue
+            self.count += bool(e.damaged)
             yield e
 
     def note(self, io: Io, args: argparse.Namespace, what: str) -> None:
@@ -170,28 +106,11 @@ class Damaged:
                    f"(forged or corrupt; {what}): see TRUST in journal-mail(1)")
 
 
-def selected(args: argparse.Namespace, io: Io, reader: Any, filters: Filters, reverse: bool,
-             need_raw: bool = False, search: str | None = None) -> Iterator[MailEntry]:
-    """The mail to show: ``query.mails``, or for a directory or files (a central
-    journal, from systemd-journal-remote) ``query.central``: each mail once, in
-    the order of the senders' clocks.  A current index of the source answers
-    the same, faster (``--no-index``: never); ``need_raw``: with the raw bytes; ``search``:
-    only those the web's search finds (indexed.search_matches)."""
-    central = args.directory is not None or bool(args.file)
-    found = None if getattr(args, "no_index", False) else _from_index(args, filters, reverse, central, need_raw,
-                                                                        search)
-    if found is not None:
-        late, entries = found
-    elif search is not None:
-        return indexed.searched(selected(args, io, reader, filters, reverse, need_raw), search, grep_body(args))
-    elif not central:
-        body = grep_body(args) if filters.grep else None
-        return query.mails(reader, filters, limit(args.lines), reverse, body)
-    else:
-        body = grep_body(args) if filters.grep else None
-        late, entries = query.central(reader, filters, limit(args.lines), reverse, body)
-    late_note(io, args, late)
-    return entries
+def selected(args: argparse.Namespace, io: Io, q: Query, reader: Journal) -> Iterator[MailEntry]:
+    """The mail ``q`` selects (``select``), with its note on late mail."""
+    found = select(q, reader)
+    late_note(io, args, found.late)
+    return iter(found)
 
 
 def late_note(io: Io, args: argparse.Namespace, late: int) -> None:
@@ -202,84 +121,19 @@ def late_note(io: Io, args: argparse.Namespace, late: int) -> None:
         )
 
 
-def _from_index(args: argparse.Namespace, filters: Filters, reverse: bool, central: bool,
-                need_raw: bool, search: str | None = None) -> tuple[int, Iterator[MailEntry]] | None:
-    """The index's answer, or None when there is no current index this user may read."""
-    source = source_of(args)
-    idx = index.open_for_reading(source)
-    if idx is None:
-        return None
-    try:
-        late, entries = indexed.mails(idx, source, filters, parts_opener(args), limit(args.lines), reverse, central,
-                                      search)
-    except index.IndexError_:
-        idx.close()
-        return None
-
-    def gen() -> Iterator[MailEntry]:
-        reader = query.open_reader(source) if need_raw else None
-        try:
-            for e in entries:
-                if reader is not None and not e.raw and e.size:
-                    e = _refetch(reader, e)
-                yield e
-        finally:
-            idx.close()
-            if reader is not None:
-                reader.close()
-
-    return late, gen()
-
-
-def _refetch(reader: Any, e: MailEntry) -> MailEntry:
-    """``e`` read again from the journal by its cursor, with its raw bytes (the index keeps none)."""
-    reader.seek_cursor(e.cursor)
-    if not reader._next(1) or not reader.test_cursor(e.cursor):
-        return e  # vacuumed since: export says it is damaged, as a scan that met it would not have shown it
-    again = to_entry(entry_fields(reader), reader._get_realtime(), e.cursor)
-    again.duplicates = e.duplicates
-    return again
-
-
-def find(args: argparse.Namespace, io: Io, mail_id: str, reader: Any) -> MailEntry:
-    """The mail ``mail_id`` (or a unique prefix of it) names, from one sender.
-
-    A MAIL_ID that entries of several senders carry (a forged twin: MAIL_IDs
-    are random) names no mail until --uid, --user or --host picks one.
-    """
-    if not re.fullmatch(r"[0-9a-fA-F]{1,32}", mail_id):
-        raise UsageError(f"{mail_id!r} is not a MAIL_ID (32 hexadecimal digits, or a prefix of one)")
-    found = list(query.mails(reader, make_filters(args, [mail_id])))
-    if not found:
-        raise NotFound(f"no mail {mail_id} in the journal")
-    if len({e.mail_id for e in found}) > 1:
-        raise UsageError(f"{mail_id} is the start of {len(found)} MAIL_IDs; give more of it")
-    senders = list(dict.fromkeys(e.sender for e in found))
-    if len(senders) > 1:
-        who = "; ".join(_sender_text(s) for s in senders)
-        raise DamagedMail(found[0].mail_id, f"{len(senders)} senders wrote entries with this MAIL_ID ({who}), so all "
-                          "but one are forged: pick one with --uid, --user or --host")
-    return found[-1]
-
-
-def _sender_text(sender: tuple[int | None, str, str]) -> str:
-    uid, host, boot = sender
-    name = users.name_of(uid)
-    return f"uid {uid}{f' ({name})' if name else ''} on {host or '?'}, boot {boot[:8] or '?'}"
-
-
 def cmd_show(args: argparse.Namespace, io: Io) -> int:
     """Each mail asked for; one that cannot be shown costs a line on stderr and
     the exit code (the first such), never the others."""
-    make_filters(args)  # a bad --uid or --user is a usage error before anything is read
-    reader = open_journal(args, io)
+    make_filters(vars(args))  # a bad --uid or --user is a usage error before anything is read
+    source = source_of(args.directory, args.file, args.namespace)
+    reader = open_journal(source, None if args.quiet else io.say)
     chunks = []
     color = io.color()
     code = EX_OK
     for n, mail_id in enumerate(args.mail_ids):
         try:
-            e = find(args, io, mail_id, reader)
-            raw = whole(e, args)
+            e = find(vars(args), mail_id, reader)
+            raw = whole(e, source)
         except (DamagedMail, NotFound) as err:
             io.say(err.reason)
             code = code or err.code
@@ -303,8 +157,9 @@ def cmd_show(args: argparse.Namespace, io: Io) -> int:
 class Writer:
     """Renders mails in one format to an Output (or, for eml, a directory)."""
 
-    def __init__(self, fmt: str, args: argparse.Namespace, io: Io, out: Output | None, directory: int | None) -> None:
-        self.fmt, self.args, self.io, self.out, self.directory = fmt, args, io, out, directory
+    def __init__(self, fmt: str, args: argparse.Namespace, io: Io, out: Output | None, directory: int | None,
+                 source: Source) -> None:
+        self.fmt, self.args, self.io, self.out, self.directory, self.source = fmt, args, io, out, directory, source
         self.cols = render.layout(io.width()) if fmt == "table" and out is not None and out.fd is None else None
         self.color = fmt == "table" and out is not None and out.fd is None and io.color()
         self.damaged = 0
@@ -317,7 +172,7 @@ class Writer:
             self.out.write((render.table_line(e, self.cols or render.layout(None), self.color) + "\n").encode())
             return True
         try:
-            raw = whole(e, self.args)
+            raw = whole(e, self.source)
         except DamagedMail as err:
             self.io.say(err.reason)
             self.damaged += 1
@@ -348,10 +203,10 @@ class Writer:
 
 def cmd_export(args: argparse.Namespace, io: Io) -> int:
     directory = eml_directory(args.output) if args.format == "eml" else None
-    reader, filters = start(args, io)
+    reader, q = start(args, io)
     out = None if directory is not None else Output(io.out if args.output is None else None, args.output, append=False)
-    writer = Writer(args.format, args, io, out, directory)
-    for e in selected(args, io, reader, filters, args.reverse, need_raw=True):
+    writer = Writer(args.format, args, io, out, directory, q.source)
+    for e in selected(args, io, replace(q, raw=True), reader):
         writer.write(e)
     if out is not None:
         out.close()
@@ -364,9 +219,10 @@ def cmd_export(args: argparse.Namespace, io: Io) -> int:
 def cmd_follow(args: argparse.Namespace, io: Io) -> int:
     cursor = read_cursor(args.cursor_file) if args.cursor_file else None
     directory = eml_directory(args.output) if args.format == "eml" else None
-    reader, filters = start(args, io)
+    reader, q = start(args, io)
+    filters = q.filters
     out = None if directory is not None else Output(io.out if args.output is None else None, args.output)
-    writer = Writer(args.format, args, io, out, directory)
+    writer = Writer(args.format, args, io, out, directory, q.source)
     flags = Signals.install()  # SIGHUP: reopen the output (logrotate)
     # -n N: the newest N first; -n all (or --since): everything there is; else only new mail
     lines = None if args.lines == ALL or (args.lines is None and args.since) else (args.lines or 0)
@@ -382,7 +238,7 @@ def cmd_follow(args: argparse.Namespace, io: Io) -> int:
             saved = last
 
     stream: Iterator[MailEntry | None] = query.follow(
-        reader, filters, cursor, lines, grep_body(args) if filters.grep else None
+        reader, filters, cursor, lines, body_of(q.source) if filters.grep else None
     )
     try:
         for e in stream:
@@ -409,67 +265,35 @@ def cmd_follow(args: argparse.Namespace, io: Io) -> int:
 
 
 def cmd_stats(args: argparse.Namespace, io: Io) -> int:
-    reader, filters = start(args, io)
-    damaged = Damaged()
-    units = Units()
-    rows = None
-    if not args.no_index:
-        rows = stats_from_index(args, filters, damaged, units, io)
-    central = args.directory is not None or bool(args.file)
-    if rows is None and central and (args.no_index or not index.usable(source_of(args))):
-        late, each = query.central_each(reader, filters, grep_body(args) if filters.grep else None)
-        rows = render.stats_rows(units.seen(damaged.counted(each, skip=True)), args.by, args.sort)
-        late_note(io, args, late[0])  # one pass: the order does not matter to counts
-    elif rows is None:
-        entries = units.seen(damaged.counted(selected(args, io, reader, filters, False), skip=True))
-        rows = render.stats_rows(entries, args.by, args.sort)
-    else:
-        rows = render.stats_sorted(rows, args.by, args.sort)
+    reader, q = start(args, io)
+    found = counted(q, (args.by,), reader)
+    late_note(io, args, found.late)
+    rows = render.stats_sorted(found.rows[args.by], args.by, args.sort)
     if args.json:
         text = "".join(render.json_line({args.by: k, "mails": c, "bytes": b}) for k, c, b in rows)
     else:
         text = render.stats_table(rows, args.by, io.width())
     io.out.write(text.encode("utf-8", "replace"))
     io.out.flush()
+    damaged, units = Damaged(), Units()
+    damaged.count, units.units = found.damaged, found.units
     damaged.note(io, args, "not counted")
-    units.note(io, args, reader, filters)
+    units.note(io, args, reader, q.filters)
     return EX_OK
-
-
-def stats_from_index(args: argparse.Namespace, filters: Filters, damaged: Damaged,
-                      units: Units, io: Io | None = None) -> list[tuple[str, int, int]] | None:
-    """The stats counted by the index in SQL (None: no index, or a filter that needs each mail)."""
-    source = source_of(args)
-    idx = index.open_for_reading(source)
-    if idx is None:
-        return None
-    try:
-        found = indexed.stats(idx, source, filters, parts_opener(args), args.by)
-    except index.IndexError_:
-        return None
-    finally:
-        idx.close()
-    if found is None:
-        return None
-    rows, damaged.count, seen, late = found
-    units.units.update(seen)
-    if io is not None:
-        late_note(io, args, late)
-    return rows
 
 
 def cmd_index(args: argparse.Namespace, io: Io) -> int:
     """Build or update the source's index; with --follow, keep it current until SIGTERM."""
-    source = source_of(args)
-    open_journal(args, io).close()
+    source = source_of(args.directory, args.file, args.namespace)
+    open_journal(source, None if args.quiet else io.say).close()
     say = (lambda line: None) if args.quiet else io.say
-    builder = index.Builder(source, parts_opener(args), progress=say)
+    builder = index.Builder(source, opener(source), progress=say)
     try:
         idx = builder.open(rebuild=args.rebuild)
     except (OSError, sqlite3.Error) as e:
         raise OutputError(f"cannot write the index {builder.path}: {getattr(e, 'strerror', None) or e}") from None
     flags = Signals.install(hup=False)
-    watch = query.open_reader(source) if args.follow else None
+    watch = open_reader(source) if args.follow else None
     try:
         while True:
             try:
@@ -485,8 +309,8 @@ def cmd_index(args: argparse.Namespace, io: Io) -> int:
             if not args.follow or flags.stop:
                 break
             if watch is not None:
-                watch.seek_tail()
-                watch._previous(1)
+                watch.tail()
+                watch.previous()
                 while not flags.stop and watch.wait(1_000_000) == 0:  # NOP: nothing new for a second
                     pass
     finally:
@@ -499,7 +323,15 @@ def cmd_index(args: argparse.Namespace, io: Io) -> int:
 def cmd_forward(args: argparse.Namespace, io: Io) -> int:
     from .forward.command import run  # the forwarder's imports cost nothing to the other commands
 
-    return run(args, io, open_journal, source_of)
+    return run(io, source_of(args.directory, args.file, args.namespace), args.config, args.once, args.dry_run,
+               args.digest_now, args.quiet)
+
+
+def cmd_serve(args: argparse.Namespace, io: Io) -> int:
+    from .web.server import serve  # Jinja2 and http.server only for the web inbox
+
+    return serve(io, source_of(args.directory, args.file, args.namespace), not args.no_index, args.listen or [],
+                 args.auth, args.tls_cert, args.tls_key, args.quiet)
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, Io], int]] = {
@@ -510,4 +342,5 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Io], int]] = {
     "stats": cmd_stats,
     "index": cmd_index,
     "forward": cmd_forward,
+    "serve": cmd_serve,
 }

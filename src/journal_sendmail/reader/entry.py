@@ -10,6 +10,7 @@ informational number that makes no sense (a caller's pid) is unknown.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ _HEX = b"0123456789abcdef"
 WITHHELD = "\0withheld"  # no journal field has this name: {field: length} of the fields not read (fields.py)
 
 Sender = tuple[int | None, str, str]
+SENDER_FIELDS = ("_UID", "_HOSTNAME", "_BOOT_ID")  # journald's trusted word on who wrote an entry
 
 
 @dataclass
@@ -111,6 +113,22 @@ HEADER_FIELDS = {
 }
 
 
+def first_value(d: dict[str, Any], name: str) -> bytes | None:
+    """The (first) value of field ``name`` in an entry's fields."""
+    v = d.get(name)
+    return v[0] if isinstance(v, list) else v
+
+
+def copy_key(get: Callable[[str], bytes | None], cursor: str) -> str:
+    """What makes two entries copies of one mail: the same MAIL_ID from the same sender
+    (``SENDER_FIELDS``; ``get`` gives a field's first value).  The same MAIL_ID from another
+    sender is another mail (a forged twin), never a duplicate; an entry without one is itself."""
+    mail_id = get("MAIL_ID")
+    if not mail_id:
+        return cursor
+    return b"\0".join([mail_id, *(get(n) or b"" for n in SENDER_FIELDS)]).decode("utf-8", "replace")
+
+
 def _text(value: Any) -> str:
     if value is None:
         return ""
@@ -120,7 +138,7 @@ def _text(value: Any) -> str:
 
 
 def to_entry(d: dict[str, Any], realtime: int, cursor: str) -> MailEntry:
-    """A MailEntry from the fields of one message entry (``_get_all()``).
+    """A MailEntry from the fields of one message entry (``source.Journal.fields``).
 
     Written for speed (``list --json`` reads ~30 fields of every mail): one
     dict lookup and at most one decode per field.

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import UsageError
 from ..record import MSG_MAIL, MSG_REFUSED
 from ..users import uid_of
+from .attrs import LIST_FILTERS
 from .entry import MailEntry
 from .timespec import parse_time
 
@@ -47,9 +48,7 @@ class Filters:
         """
         out = [f"MESSAGE_ID={MSG_MAIL}"] + ([f"MESSAGE_ID={MSG_REFUSED}"] if self.refused else [])
         out += [f"MAIL_ID={v}" for v in self.mail_ids if len(v) == 32]
-        out += [f"MAIL_RCPT={v}" for v in self.recipients]
-        out += [f"MAIL_CALLER_COMM={v}" for v in self.callers]
-        out += [f"_HOSTNAME={v}" for v in self.hosts]
+        out += [f"{a.field}={v}" for a in LIST_FILTERS if a.field for v in getattr(self, a.filter)]
         out += [f"_BOOT_ID={v}" for v in self.boots]
         if self.spooled:
             out.append("MAIL_SPOOLED=yes")
@@ -110,9 +109,10 @@ def regex(text: str, smart_case: bool) -> re.Pattern[str]:
         raise UsageError(f"bad regular expression {text!r}: {e}") from None
 
 
-def make_filters(args: argparse.Namespace, mail_ids: Iterable[str] = ()) -> Filters:
-    """Filters from the command line, checked before the journal is opened
-    (``--boot`` values stay as given until ``with_boots``)."""
+def make_filters(given: Mapping[str, Any], mail_ids: Iterable[str] = ()) -> Filters:
+    """Filters from what the command line (its options' values, by ``attrs`` name) or the web
+    (its query parameters) gives, checked before the journal is opened (``--boot`` values stay
+    as given until ``select.resolved``)."""
 
     def when(text: str | None) -> int | None:
         if text is None:
@@ -122,29 +122,29 @@ def make_filters(args: argparse.Namespace, mail_ids: Iterable[str] = ()) -> Filt
         except ValueError as e:
             raise UsageError(str(e)) from None
 
-    uids = list(getattr(args, "uid", []))
-    for name in getattr(args, "user", []):
-        uids.append(_uid_of(name))
-    subject = getattr(args, "subject", None)
-    grep = getattr(args, "grep", None)
+    values: dict[str, list[Any]] = {a.filter: [] for a in LIST_FILTERS}
+    for a in LIST_FILTERS:
+        for v in given.get(a.name) or ():
+            values[a.filter].append(_uid_of(v) if a.name == "user" else _uid(v) if a.name == "uid" else v)
+    subject, grep = given.get("subject"), given.get("grep")
     ids = tuple(i.lower() for i in mail_ids)
     return Filters(
-        since=when(getattr(args, "since", None)),
-        until=when(getattr(args, "until", None)),
-        senders=tuple(getattr(args, "sender", [])),
-        recipients=tuple(getattr(args, "to", [])),
-        uids=tuple(uids),
-        callers=tuple(getattr(args, "caller", [])),
-        units=tuple(getattr(args, "unit", [])),
-        caller_units=tuple(getattr(args, "caller_unit", [])),
-        hosts=tuple(getattr(args, "host", [])),
-        boots=tuple(getattr(args, "boot", None) or []),
+        since=when(given.get("since")),
+        until=when(given.get("until")),
+        boots=tuple(given.get("boot") or []),
         mail_ids=ids,
-        spooled=getattr(args, "spooled", False),
-        refused=getattr(args, "refused", False) or bool(ids),
+        spooled=bool(given.get("spooled")),
+        refused=bool(given.get("refused")) or bool(ids),
         subject=regex(subject, False) if subject is not None else None,
         grep=regex(grep, True) if grep is not None else None,
+        **{k: tuple(v) for k, v in values.items()},
     )
+
+
+def _uid(v: int | str) -> int:
+    if isinstance(v, int) or v.isdigit():
+        return int(v)
+    raise UsageError(f"--uid: want a number, not {v!r}")
 
 
 def _uid_of(name: str) -> int:

@@ -39,6 +39,7 @@ else on the body read back from the journal (a longer body is still found).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -54,9 +55,9 @@ from ..record import MSG_MAIL, MSG_REFUSED
 from ..users import name_of
 from . import safefile
 from .assemble import searchable_body
-from .entry import SIZE_MAX, MailEntry, count, to_entry
-from .fields import entry_fields
+from .entry import SIZE_MAX, MailEntry, copy_key, count, first_value, to_entry
 from .filters import Filters
+from .source import Fields, Journal, Source, journal_files, open_reader
 
 INDEX_DIR = "/var/lib/journal-mail/index"
 SCHEMA_VERSION = 6  # 5: uid is the spool owner, writer_uid, unit trusted; 6: first, copies, late, fts.who
@@ -112,8 +113,8 @@ class IndexError_(Exception):
 # -- where ------------------------------------------------------------------------
 
 
-def index_path(source: Any, directory: str = INDEX_DIR) -> str:
-    """The index file of ``source`` (a query.Source)."""
+def index_path(source: Source, directory: str = INDEX_DIR) -> str:
+    """The index file of ``source``."""
     if source.directory is not None:
         name = "dir-" + hashlib.sha256(os.path.realpath(source.directory).encode()).hexdigest()[:16]
     elif source.files:
@@ -126,7 +127,7 @@ def index_path(source: Any, directory: str = INDEX_DIR) -> str:
     return os.path.join(os.environ.get("JOURNAL_MAIL_INDEX_DIR", directory), name + ".sqlite3")
 
 
-def describe(source: Any) -> str:
+def describe(source: Source) -> str:
     if source.directory is not None:
         return f"directory {os.path.realpath(source.directory)}"
     if source.files:
@@ -168,9 +169,7 @@ def journal_file(path: str) -> JFile | None:
     return JFile(path, st.st_dev, st.st_ino, head[24:40].hex(), int.from_bytes(head[152:160], "little"))
 
 
-def current_files(source: Any) -> list[JFile]:
-    from .query import journal_files
-
+def current_files(source: Source) -> list[JFile]:
     return [f for f in map(journal_file, journal_files(source)) if f is not None]
 
 
@@ -211,7 +210,7 @@ class Index:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
-    def check(self, source: Any) -> None:
+    def check(self, source: Source) -> None:
         """IndexError_ unless this is a current-schema index of ``source``."""
         try:
             schema, about = self.meta("schema"), self.meta("source")
@@ -223,7 +222,7 @@ class Index:
             raise IndexError_(f"{self.path}: an index of {about}, not of {describe(source)}")
 
 
-def open_for_reading(source: Any) -> Index | None:
+def open_for_reading(source: Source) -> Index | None:
     """The source's index when it can be used by this user, else None (then scan)."""
     path = index_path(source)
     if not os.access(path, os.R_OK):
@@ -236,7 +235,7 @@ def open_for_reading(source: Any) -> Index | None:
     return idx
 
 
-def usable(source: Any) -> bool:
+def usable(source: Source) -> bool:
     idx = open_for_reading(source)
     if idx is not None:
         idx.close()
@@ -267,28 +266,16 @@ def search_fields(e: MailEntry) -> tuple[str, ...]:
             e.hostname, e.caller_comm, e.unit)
 
 
-def copy_key(d: dict[str, Any], cursor: str) -> str:
-    """What makes two entries copies of one mail (see query._copy_key)."""
-
-    def field(name: str) -> bytes:
-        v = d.get(name, b"")
-        return v[0] if isinstance(v, list) else v  # type: ignore[no-any-return]
-
-    mail_id = field("MAIL_ID")
-    if not mail_id:
-        return cursor
-    return b"\0".join([mail_id, field("_UID"), field("_HOSTNAME"), field("_BOOT_ID")]).decode("utf-8", "replace")
-
-
 class Builder:
     """Writes the index of one source: ``update`` adds what is new, prunes what is gone."""
 
-    def __init__(self, source: Any, open_parts: Callable[[], Any], progress: Callable[[str], None] | None = None):
+    def __init__(self, source: Source, open_parts: Callable[[], Journal],
+                 progress: Callable[[str], None] | None = None) -> None:
         self.source = source
         self.open_parts = open_parts
         self.progress = progress
         self.path = index_path(source)
-        self.central = source.directory is not None or bool(source.files)
+        self.central = source.central
 
     def open(self, rebuild: bool = False) -> Index:
         """The index, created (or, when damaged, foreign, older or ``rebuild``, made anew)."""
@@ -383,10 +370,9 @@ class Builder:
             rows: list[tuple[Any, ...]] = []
             last = cursor
             started = time.monotonic()
-            while reader._next(1):
-                t = reader._get_realtime()
-                c = reader._get_cursor()
-                d = entry_fields(reader)
+            for t in reader.steps():
+                c = reader.cursor()
+                d = reader.fields()
                 pos += 1
                 rows.append(self._row(d, t, c, fid, pos))
                 last = c
@@ -401,19 +387,20 @@ class Builder:
             reader.close()
         return added
 
-    def _row(self, d: dict[str, Any], t: int, c: str, fid: int, pos: int) -> tuple[Any, ...]:
+    def _row(self, d: Fields, t: int, c: str, fid: int, pos: int) -> tuple[Any, ...]:
         e = to_entry(d, t, c)
         body = searchable_body(e, self.open_parts)
         k = parse_cursor(c)
-        sent = count(first_value(d.get("_SOURCE_REALTIME_TIMESTAMP")), SIZE_MAX) or t
+        sent = count(first_value(d, "_SOURCE_REALTIME_TIMESTAMP"), SIZE_MAX) or t
         how: dict[str, int] = {}
         for v in _many(d.get("MAIL_RCPT")):
-            a = _one_text(v)
+            a = v.decode("utf-8", "replace")
             how[a] = how.get(a, 0) | 1
         for a in e.recipients:
             how[a] = how.get(a, 0) | 2
+        key = copy_key(functools.partial(first_value, d), c)
         return (fid, pos, k.get("s", ""), int(k.get("i", "0"), 16), k.get("b", ""), int(k.get("m", "0"), 16),
-                t, _signed(int(k.get("x", "0"), 16)), sent, copy_key(d, c), e.kind, e.mail_id, e.envelope_from,
+                t, _signed(int(k.get("x", "0"), 16)), sent, key, e.kind, e.mail_id, e.envelope_from,
                 e.subject, e.uid, e.hostname, e.boot_id, e.caller_comm, e.unit, int(e.spooled), e.size,
                 int(bool(e.damaged)),
                 int(len(body) <= BODY_MAX), entry_json(e), body[:BODY_MAX], how, e)
@@ -563,36 +550,21 @@ def _signed(u64: int) -> int:
 MASK = (1 << 64) - 1
 
 
-def first_value(v: Any) -> bytes | None:
-    return v[0] if isinstance(v, list) else v  # type: ignore[no-any-return]
-
-
 def _many(v: Any) -> list[bytes]:
     return [] if v is None else v if isinstance(v, list) else [v]
 
 
-def _one_text(v: bytes) -> str:
-    return v.decode("utf-8", "replace")
-
-
-def file_reader(path: str, cursor: str | None, filters: Filters | None = None) -> Any:
+def file_reader(path: str, cursor: str | None, filters: Filters | None = None) -> Journal:
     """A reader on one journal file, placed after ``cursor`` (its entry must be there)."""
-    from .query import Source, apply_matches, open_reader
-
     reader = open_reader(Source(files=(path,)))
+    kinds = [f"MESSAGE_ID={mid}" for mid in (MSG_MAIL, MSG_REFUSED)]
     if cursor:  # placed first, then the matches (the cursor's entry need not match the filters)
-        for mid in (MSG_MAIL, MSG_REFUSED):
-            reader.add_match(f"MESSAGE_ID={mid}".encode())
+        reader.match(*kinds)
         reader.seek_cursor(cursor)
-        if not reader._next(1) or not reader.test_cursor(cursor):
+        if not reader.next() or not reader.at(cursor):
             reader.close()
             raise IndexError_(f"{path}: the indexed cursor is no longer there")
     else:
-        reader.seek_head()
-    if filters is None:
-        reader.flush_matches()
-        for mid in (MSG_MAIL, MSG_REFUSED):
-            reader.add_match(f"MESSAGE_ID={mid}".encode())
-    else:
-        apply_matches(reader, filters)
+        reader.head()
+    reader.match(*(kinds if filters is None else filters.matches()))
     return reader

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import heapq
-import itertools
 import re
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
@@ -19,8 +18,8 @@ from typing import Any
 
 from ..users import name_of
 from .assemble import searchable_body
-from .entry import SIZE_MAX, MailEntry, count, to_entry
-from .fields import entry_fields
+from .attrs import BY_STATS, LIST_FILTERS
+from .entry import SIZE_MAX, MailEntry, copy_key, count
 from .filters import Filters, wanted
 from .index import (
     MASK,
@@ -29,15 +28,15 @@ from .index import (
     Index,
     IndexError_,
     JFile,
-    copy_key,
     current_files,
     distinct,
     entry_from,
     file_reader,
-    first_value,
     parse_cursor,
     search_fields,
 )
+from .query import newest
+from .source import Journal, Source
 
 
 @dataclass
@@ -150,7 +149,7 @@ def required_literal(pattern: re.Pattern[str]) -> str | None:
 class Answer:
     """The index's answer to one query, merged with the journal's tail."""
 
-    def __init__(self, idx: Index, source: Any, filters: Filters, open_parts: Callable[[], Any],
+    def __init__(self, idx: Index, source: Source, filters: Filters, open_parts: Callable[[], Journal],
                  search: str | None = None) -> None:
         self.idx, self.source, self.filters, self.open_parts = idx, source, filters, open_parts
         self.search = search
@@ -202,9 +201,8 @@ class Answer:
             marks = ",".join("?" * len(f.recipients))
             sql.append(f"m.id IN (SELECT mail FROM rcpt WHERE how & 1 AND addr IN ({marks}))")
             args.extend(f.recipients)
-        among("m.uid", f.uids)
-        among("m.caller_comm", f.callers)
-        among("m.hostname", f.hosts)
+        for a in {a.filter: a for a in LIST_FILTERS if a.column}.values():  # the attribute table's columns
+            among(a.column, getattr(f, a.filter))
         among("m.boot_id", f.boots)
         if f.spooled:
             sql.append("m.spooled = 1")
@@ -212,16 +210,9 @@ class Answer:
         if ids:
             sql.append("(" + " OR ".join("m.mail_id LIKE ?" for _ in ids) + ")")
             args.extend(i.replace("%", "").replace("_", "") + "%" for i in ids)
-        for column, pattern in (("subject", f.subject), ("body", f.grep)) if text else ():
-            literal = required_literal(pattern) if pattern is not None else None
-            if literal is not None:
-                like = f"%{literal}%"
-                cond = f"m.id IN (SELECT rowid FROM fts WHERE fts.{column} LIKE ?)"
-                if column == "body":  # a body longer than the index keeps is looked at whole
-                    cond = ("m.id IN (SELECT rowid FROM fts WHERE fts.body LIKE ? "
-                            "UNION ALL SELECT id FROM mails WHERE body_complete = 0)")
-                sql.append(cond)
-                args.append(like)
+        for q, like in self._text_sets() if text else ():
+            sql.append(f"m.id IN ({q})")
+            args.append(like)
         if text and _searchable(self.search):
             words = [_phrase(self.search)] * 3
             if self.dense is None:  # a word in many mails: looked up row by row, in order, until a page is full
@@ -231,6 +222,18 @@ class Answer:
                        "LIKE ? OR fts.body LIKE ? OR fts.who LIKE ?)))" if self.dense else f"m.id IN ({_SEARCH})")
             args.extend(words)
         return " AND ".join(sql), args
+
+    def _text_sets(self) -> list[tuple[str, str]]:
+        """(query of the rows it can match, its LIKE) for ``--subject`` and ``-g``, by the longest literal
+        their regular expression requires; a body longer than the index keeps is looked at whole."""
+        out = []
+        for column, pattern in (("subject", self.filters.subject), ("body", self.filters.grep)):
+            literal = required_literal(pattern) if pattern is not None else None
+            if literal is not None:
+                out.append((f"SELECT rowid FROM fts WHERE fts.{column} LIKE ?"
+                            + (" UNION ALL SELECT id FROM mails WHERE body_complete = 0" if column == "body" else ""),
+                            f"%{literal}%"))
+        return out
 
     def _body_sql(self) -> str:
         wanted = self.filters.grep is not None or self.search is not None
@@ -261,14 +264,8 @@ class Answer:
     def text_candidates(self) -> set[int] | None:
         """The rows ``--subject`` and ``-g`` can match, by the full-text index (None: any)."""
         found: set[int] | None = None
-        for column, pattern in (("subject", self.filters.subject), ("body", self.filters.grep)):
-            literal = required_literal(pattern) if pattern is not None else None
-            if literal is None:
-                continue
-            q = f"SELECT rowid FROM fts WHERE fts.{column} LIKE ?"
-            if column == "body":
-                q += " UNION ALL SELECT id FROM mails WHERE body_complete = 0"
-            ids = {i for (i,) in self.idx.db.execute(q, (f"%{literal}%",))}
+        for q, like in self._text_sets():
+            ids = {i for (i,) in self.idx.db.execute(q, (like,))}
             found = ids if found is None else found & ids
         if _searchable(self.search):
             ids = {i for (i,) in self.idx.db.execute(_SEARCH, [_phrase(self.search)] * 3)}
@@ -305,15 +302,14 @@ class Answer:
         for f, cursor, pos in self.tails:
             reader = file_reader(f.path, cursor, self.filters)
             try:
-                while reader._next(1):
+                for t in reader.steps():
                     pos += 1
-                    t, c, d = reader._get_realtime(), reader._get_cursor(), entry_fields(reader)
-                    k = parse_cursor(c)
-                    e = to_entry(d, t, c)
+                    e, get = reader.entry(t), reader.get
+                    k = parse_cursor(e.cursor)
                     out.append(Row((k.get("s", ""), int(k.get("i", "0"), 16), k.get("b", ""),
                                     int(k.get("m", "0"), 16), t, int(k.get("x", "0"), 16)),
-                                   count(first_value(d.get("_SOURCE_REALTIME_TIMESTAMP")), SIZE_MAX) or t,
-                                   copy_key(d, c), e, None, 0, ranks.get((f.dev, f.ino, f.file_id), 0), pos))
+                                   count(get("_SOURCE_REALTIME_TIMESTAMP"), SIZE_MAX) or t,
+                                   copy_key(get, e.cursor), e, None, 0, ranks.get((f.dev, f.ino, f.file_id), 0), pos))
             finally:
                 reader.close()
         since, until = self.filters.since, self.filters.until
@@ -363,19 +359,16 @@ def searched(entries: Iterable[MailEntry], q: str | None, body: Callable[[MailEn
             yield e
 
 
-def fetch(open_reader: Callable[[], Any], e: MailEntry) -> MailEntry | None:
+def fetch(open_reader: Callable[[], Journal], e: MailEntry) -> MailEntry | None:
     """The entry of ``e`` read again from the journal, with its raw bytes (None: gone)."""
     reader = open_reader()
     try:
-        reader.seek_cursor(e.cursor)
-        if not reader._next(1) or not reader.test_cursor(e.cursor):
-            return None
-        return to_entry(entry_fields(reader), reader._get_realtime(), e.cursor)
+        return reader.reread(e.cursor)
     finally:
         reader.close()
 
 
-def mails(idx: Index, source: Any, filters: Filters, open_parts: Callable[[], Any], lines: int | None,
+def mails(idx: Index, source: Source, filters: Filters, open_parts: Callable[[], Journal], lines: int | None,
           reverse: bool, central: bool, search: str | None = None) -> tuple[int, Iterator[MailEntry]]:
     """What ``query.mails`` (or ``query.central`` with ``central``) gives, from the index and the
     journal's tail: (late count, entries without their raw bytes).
@@ -404,11 +397,8 @@ def mails(idx: Index, source: Any, filters: Filters, open_parts: Callable[[], An
     tail.sort(key=lambda r: r.key[1])
     if lines is None and not reverse:
         return 0, (r.entry for r in _once(_chain(ans.rows("ORDER BY m.seqnum"), tail)) if ans.keep(r))
-    newest = (r.entry for r in _once(_chain(tail[::-1], ans.rows("ORDER BY m.seqnum DESC"))) if ans.keep(r))
-    if lines is None:
-        return 0, newest
-    chosen = list(itertools.islice(newest, lines))
-    return 0, iter(chosen if reverse else chosen[::-1])
+    return 0, newest((r.entry for r in _once(_chain(tail[::-1], ans.rows("ORDER BY m.seqnum DESC"))) if ans.keep(r)),
+                     lines, reverse)
 
 
 def _narrowed(ans: Answer, rows: list[Row]) -> list[Row]:
@@ -512,13 +502,10 @@ def _central(ans: Answer, tail: list[Row], lines: int | None, reverse: bool) -> 
                 r.entry.duplicates = r.copies
                 yield r.entry
 
-    if lines is None:  # streamed, oldest or newest first: a page costs a page
-        return late, gen(merged)
-    chosen = list(itertools.islice(gen(merged), lines))
-    return late, iter(chosen if reverse else chosen[::-1])
+    return late, gen(merged) if lines is None else newest(gen(merged), lines, reverse)  # a page costs a page
 
 
-def stats(idx: Index, source: Any, filters: Filters, open_parts: Callable[[], Any],
+def stats(idx: Index, source: Source, filters: Filters, open_parts: Callable[[], Journal],
           by: str) -> tuple[list[tuple[str, int, int]], int, set[str], int] | None:
     """((key, mails, bytes) of the undamaged mails, damaged ones left out, the units they came
     from, late mails of a central journal), counted in SQL; None when a filter needs each mail
@@ -536,7 +523,7 @@ def stats(idx: Index, source: Any, filters: Filters, open_parts: Callable[[], An
     try:
         ans = Answer(idx, source, filters, open_parts)
         tail, late, once = ans.tail(), 0, ""
-        if source.directory is not None or source.files:
+        if source.central:
             if not ans.all_live:
                 raise IndexError_("a journal file was vacuumed since the index was updated")
             shown, hidden, _, tail = _central_tail(ans, tail)
@@ -557,9 +544,8 @@ def stats(idx: Index, source: Any, filters: Filters, open_parts: Callable[[], An
             if n:
                 add("(none)", n, size)
         else:
-            column = {"host": "m.hostname", "sender": "m.envelope_from", "caller": "m.caller_comm", "unit": "m.unit",
-                      "subject": "m.subject", "user": "m.uid",
-                      "day": "date(m.realtime / 1000000, 'unixepoch', 'localtime')"}[by]
+            column = {"sender": "m.envelope_from", "user": "m.uid",
+                      "day": "date(m.realtime / 1000000, 'unixepoch', 'localtime')"}.get(by) or BY_STATS[by].column
             q = f"SELECT {column}, COUNT(*), SUM(m.size) FROM mails m WHERE {where} GROUP BY {column}"
         for key, n, size in idx.db.execute(q, args):
             if by == "user":

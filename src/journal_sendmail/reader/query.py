@@ -1,116 +1,41 @@
-"""Query: find the mail in the journal, in order, once each.
-
-Reads with python-systemd's low-level ``_Reader`` (``_next()``/``_get_all()``,
-twice as fast as ``systemd.journal.Reader``'s converters, and without its
-~16 ms import).  Filters the journal can evaluate are given to it as
-matches; the rest are looked at here (``filters.wanted``).
+"""Query: find the mail in the journal, in order, once each (a scan: ``select`` picks it
+or the index).  Filters the journal can evaluate are given to it as matches; the
+rest are looked at here (``filters.wanted``).
 """
 
 from __future__ import annotations
 
-import os
+import functools
+import itertools
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeVar
 
 from ..errors import NotFound
-from ..record import MSG_MAIL, PART_SIZE_MAX
-from .entry import SIZE_MAX, MailEntry, Sender, _text, count, to_entry
-from .fields import entry_fields
+from ..record import MSG_MAIL
+from .entry import SIZE_MAX, MailEntry, Sender, _text, copy_key, count, first_value, to_entry
 from .filters import Filters, wanted
+from .source import Journal
 from .timespec import US
 
-LOCAL_ONLY = 1  # SD_JOURNAL_LOCAL_ONLY
-DATA_THRESHOLD = PART_SIZE_MAX + len("MAIL_RAW=") + 1  # a MAIL_RAW one byte too long is seen as such
+T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class Source:
-    """Where to read: the local journal (all empty), a directory, files or a namespace."""
-
-    directory: str | None = None
-    files: tuple[str, ...] = ()
-    namespace: str | None = None
-
-
-def open_reader(source: Source) -> Any:
-    """A python-systemd ``_Reader`` on ``source``, with no field truncated."""
-    from systemd import _reader  # type: ignore[import-not-found, import-untyped, unused-ignore]
-
-    if source.directory is not None:
-        if not os.path.isdir(source.directory):
-            raise NotFound(f"{source.directory}: no such directory")
-        r = _reader._Reader(0, path=source.directory)
-    elif source.files:
-        for f in source.files:
-            if not os.path.exists(f):
-                raise NotFound(f"{f}: no such file")
-        r = _reader._Reader(0, files=list(source.files))
-    elif source.namespace is not None:
-        r = _reader._Reader(LOCAL_ONLY, namespace=source.namespace)
-    else:
-        r = _reader._Reader(LOCAL_ONLY)
-    # No field of ours is longer than a part (MAIL_RAW, at most PART_SIZE_MAX): a longer
-    # one is forged, and entry.py calls it damaged and drops it before anything keeps it.
-    # Where libsystemd honours the threshold it is read only that far; bookworm's 252
-    # (measured) reads it whole all the same: one such field at a time, never more.
-    # The default would cut MAIL_RAW at 64 KiB.
-    r.data_threshold = DATA_THRESHOLD
-    return r
-
-
-def machine_id() -> str:
-    try:
-        with open("/etc/machine-id") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
-
-
-def journal_files(source: Source) -> list[str]:
-    """The journal files ``source`` is made of, readable or not."""
-    if source.files:
-        return list(source.files)
-    if source.directory is not None:
-        dirs = [source.directory]
-    else:
-        mid = machine_id()
-        suffix = f".{source.namespace}" if source.namespace else ""
-        dirs = [f"/run/log/journal/{mid}{suffix}", f"/var/log/journal/{mid}{suffix}"]
-    out = []
-    for d in dirs:
-        try:
-            names = os.listdir(d)  # in the directory's order, as sd-journal adds them (it matters for ties)
-        except OSError:
-            continue
-        out += [os.path.join(d, n) for n in names if n.endswith((".journal", ".journal~"))]
-    return out
-
-
-def readability(source: Source, access: Callable[[str], bool] | None = None) -> tuple[list[str], list[str]]:
-    """(readable, unreadable) journal files of ``source`` for this process."""
-    can = access or (lambda p: os.access(p, os.R_OK))
-    files = [f for f in journal_files(source) if os.path.exists(f)]
-    return [f for f in files if can(f)], [f for f in files if not can(f)]
-
-
-def boot_ids(reader: Any) -> list[str]:
+def boot_ids(reader: Journal) -> list[str]:
     """Boot ids that have mail, oldest first (by their first mail)."""
     first: list[tuple[int, str]] = []
-    for raw in reader.query_unique("_BOOT_ID"):
+    for raw in reader.unique("_BOOT_ID"):
         boot = _text(raw)
-        reader.flush_matches()
-        reader.add_match(f"MESSAGE_ID={MSG_MAIL}".encode())
-        reader.add_match(f"_BOOT_ID={boot}".encode())
-        reader.seek_head()
-        if reader._next(1):
-            first.append((reader._get_realtime(), boot))
-    reader.flush_matches()
+        reader.match(f"MESSAGE_ID={MSG_MAIL}", f"_BOOT_ID={boot}")
+        reader.head()
+        if reader.next():
+            first.append((reader.realtime(), boot))
+    reader.match()
     return [b for _, b in sorted(first)]
 
 
-def resolve_boot(reader: Any, spec: str) -> str:
+def resolve_boot(reader: Journal, spec: str) -> str:
     """``--boot`` value to a boot id: an id, or an offset (0 last, -1 the one before, 1 first)."""
     s = spec.replace("-", "") if len(spec) == 36 else spec
     if re.fullmatch(r"[0-9a-fA-F]{32}", s):
@@ -126,14 +51,8 @@ def resolve_boot(reader: Any, spec: str) -> str:
     return boots[index]
 
 
-def apply_matches(reader: Any, filters: Filters) -> None:
-    reader.flush_matches()
-    for m in filters.matches():
-        reader.add_match(m.encode("utf-8", "surrogateescape"))
-
-
 def mails(
-    reader: Any,
+    reader: Journal,
     filters: Filters,
     lines: int | None = None,
     reverse: bool = False,
@@ -144,33 +63,30 @@ def mails(
     ``lines``: only the newest that many.  ``body`` gives the text ``--grep``
     searches (the stored MAIL_TEXT or the decoded raw message).
     """
-    apply_matches(reader, filters)
+    reader.match(*filters.matches())
     get_body = body or (lambda e: e.text or "")
     if lines is None and not reverse:
         yield from _scan(reader, filters, get_body, forward=True)
         return
-    newest = _scan(reader, filters, get_body, forward=False)
-    if lines is not None:
-        chosen: list[MailEntry] = []
-        for e in newest:
-            if len(chosen) >= lines:
-                break
-            chosen.append(e)
-        yield from chosen if reverse else reversed(chosen)
-    else:
-        yield from newest
+    yield from newest(_scan(reader, filters, get_body, forward=False), lines, reverse)
 
 
-def _scan(reader: Any, filters: Filters, body: Callable[[MailEntry], str], forward: bool) -> Iterator[MailEntry]:
+def newest(entries: Iterable[T], lines: int | None, reverse: bool) -> Iterator[T]:
+    """Of ``entries`` newest first, the newest ``lines`` (None: all), oldest first unless ``reverse``."""
+    if lines is None:
+        yield from entries
+        return
+    chosen = list(itertools.islice(entries, lines))
+    yield from chosen if reverse else reversed(chosen)
+
+
+def _scan(reader: Journal, filters: Filters, body: Callable[[MailEntry], str], forward: bool) -> Iterator[MailEntry]:
     since, until = filters.since, filters.until
     if forward:
-        reader.seek_realtime(since) if since is not None else reader.seek_head()
+        reader.seek_time(since) if since is not None else reader.head()
     else:
-        reader.seek_realtime(until + 1) if until is not None else reader.seek_tail()
-    step = reader._next if forward else reader._previous
-    get_realtime, get_cursor = reader._get_realtime, reader._get_cursor
-    while step(1):
-        t = get_realtime()
+        reader.seek_time(until + 1) if until is not None else reader.tail()
+    for t in reader.steps(forward):
         if until is not None and t > until:
             if forward:
                 return
@@ -179,7 +95,7 @@ def _scan(reader: Any, filters: Filters, body: Callable[[MailEntry], str], forwa
             if forward:
                 continue
             return
-        e = to_entry(entry_fields(reader), t, get_cursor())
+        e = reader.entry(t)
         if wanted(e, filters, body):
             yield e
 
@@ -188,7 +104,7 @@ FOLLOW_MEMORY = 10_000
 
 
 def follow(
-    reader: Any,
+    reader: Journal,
     filters: Filters,
     cursor: str | None,
     lines: int | None,
@@ -205,29 +121,29 @@ def follow(
     journal can hold a mail twice, the copies close together.
     """
     get_body = body or (lambda e: e.text or "")
-    apply_matches(reader, filters)
+    reader.match(*filters.matches())
     recent: dict[tuple[str, Sender], None] = {}  # (MAIL_ID, sender) given out, oldest first
     pending = False  # is the reader on an entry not yet given out?
     if cursor:
         reader.seek_cursor(cursor)
-        pending = bool(reader._next(1)) and not reader.test_cursor(cursor)
+        pending = reader.next() and not reader.at(cursor)
     elif lines is None:
-        reader.seek_realtime(filters.since) if filters.since is not None else reader.seek_head()
+        reader.seek_time(filters.since) if filters.since is not None else reader.head()
     else:
-        reader.seek_tail()
+        reader.tail()
         back = 0
-        while back < max(lines, 1) and reader._previous(1):
+        while back < max(lines, 1) and reader.previous():
             back += 1
         pending = lines > 0 and back > 0
     while True:
-        while pending or reader._next(1):
+        while pending or reader.next():
             pending = False
-            t = reader._get_realtime()
+            t = reader.realtime()
             if filters.since is not None and t < filters.since:
                 continue
             if filters.until is not None and t > filters.until:
                 continue
-            e = to_entry(entry_fields(reader), t, reader._get_cursor())
+            e = reader.entry(t)
             key = (e.mail_id, e.sender)
             if (e.mail_id and key in recent) or not wanted(e, filters, get_body):
                 continue
@@ -243,7 +159,7 @@ def follow(
 
 
 def central(
-    reader: Any,
+    reader: Journal,
     filters: Filters,
     lines: int | None = None,
     reverse: bool = False,
@@ -267,23 +183,17 @@ def central(
     """
     get_body = body or (lambda e: e.text or "")
     since, until = filters.since, filters.until
-    apply_matches(reader, filters)
-    reader.seek_head()  # not seek_realtime: the entries are in the order they arrived, not in time order
-    first: dict[bytes, tuple[tuple[int, int, str, int, str, int], str, bool]] = {}  # copy key -> (order, cursor, late)
-    copies: dict[bytes, int] = {}
+    reader.match(*filters.matches())
+    reader.head()  # not seek_time: the entries are in the order they arrived, not in time order
+    first: dict[str, tuple[tuple[int, int, str, int, str, int], str, bool]] = {}  # copy key -> (order, cursor, late)
+    copies: dict[str, int] = {}
     highest: dict[str, int] = {}  # the latest stamp of a mail in each sequence so far
-    while reader._next(1):
-        t = reader._get_realtime()
+    get = reader.get
+    for t in reader.steps():
         if (since is not None and t < since) or (until is not None and t > until):
             continue
-        cursor = reader._get_cursor()
-        s, i, b, m = cursor.split(";", 4)[:4]
-        sent = count(_field(reader, "_SOURCE_REALTIME_TIMESTAMP"), SIZE_MAX) or t
-        late = sent < highest.get(s, 0)
-        if _field(reader, "MESSAGE_ID") == MSG_MAIL.encode():
-            highest[s] = max(highest.get(s, 0), sent)
-        order = (sent, t, b[2:], int(m[2:], 16), s[2:], int(i[2:], 16))
-        key = _copy_key(reader, cursor)
+        cursor = reader.cursor()
+        order, late, key = _place(get, cursor, t, highest)
         got = first.get(key)
         if got is not None:
             copies[key] = copies.get(key, 0) + 1
@@ -293,28 +203,18 @@ def central(
     ordered = sorted((order, cursor) for order, cursor, _ in first.values())
 
     def fetch(cursor: str) -> MailEntry | None:
-        reader.seek_cursor(cursor)
-        if not reader._next(1) or not reader.test_cursor(cursor):
+        e = reader.reread(cursor)
+        if e is None:
             return None
-        e = to_entry(entry_fields(reader), reader._get_realtime(), cursor)
-        e.duplicates = copies.get(_copy_key(reader, cursor), 0)
+        e.duplicates = copies.get(copy_key(get, cursor), 0)
         return e if wanted(e, filters, get_body) else None
 
-    def gen() -> Iterator[MailEntry]:
-        if lines is None and not reverse:
-            yield from filter(None, map(fetch, (c for _, c in ordered)))
-            return
-        chosen: list[MailEntry] = []
-        for e in filter(None, map(fetch, (c for _, c in reversed(ordered)))):
-            if lines is not None and len(chosen) >= lines:
-                break
-            chosen.append(e)
-        yield from chosen if reverse else reversed(chosen)
-
-    return late_mails, gen()
+    if lines is None and not reverse:
+        return late_mails, filter(None, map(fetch, (c for _, c in ordered)))
+    return late_mails, newest(filter(None, map(fetch, (c for _, c in reversed(ordered)))), lines, reverse)
 
 
-def central_each(reader: Any, filters: Filters,
+def central_each(reader: Journal, filters: Filters,
                  body: Callable[[MailEntry], str] | None = None) -> tuple[list[int], Iterator[MailEntry]]:
     """What ``central`` gives, each mail once, in the order read: one pass, for counting
     (``stats``).  The list holds ``central``'s late count once the mails are all read."""
@@ -323,25 +223,15 @@ def central_each(reader: Any, filters: Filters,
     late = [0]
 
     def gen() -> Iterator[MailEntry]:
-        apply_matches(reader, filters)
-        reader.seek_head()
-        first: dict[bytes, tuple[tuple[int, int, str, int, str, int], bool]] = {}
+        reader.match(*filters.matches())
+        reader.head()
+        first: dict[str, tuple[tuple[int, int, str, int, str, int], bool]] = {}
         highest: dict[str, int] = {}
-        mail = MSG_MAIL.encode()
-        while reader._next(1):
-            t = reader._get_realtime()
+        for t in reader.steps():
             if (since is not None and t < since) or (until is not None and t > until):
                 continue
-            d, cursor = entry_fields(reader), reader._get_cursor()
-            s, i, b, m = cursor.split(";", 4)[:4]
-            sent = count(_one(d.get("_SOURCE_REALTIME_TIMESTAMP")), SIZE_MAX) or t
-            is_late = sent < highest.get(s, 0)
-            if _one(d.get("MESSAGE_ID")) == mail:
-                highest[s] = max(highest.get(s, 0), sent)
-            order = (sent, t, b[2:], int(m[2:], 16), s[2:], int(i[2:], 16))
-            mail_id = _one(d.get("MAIL_ID"))
-            key = b"\0".join([mail_id, *(_one(d.get(n)) or b"" for n in ("_UID", "_HOSTNAME", "_BOOT_ID"))]) \
-                if mail_id else cursor.encode()
+            d, cursor = reader.fields(), reader.cursor()
+            order, is_late, key = _place(functools.partial(first_value, d), cursor, t, highest)
             got = first.get(key)
             if got is None or order < got[0]:
                 first[key] = (order, is_late)
@@ -354,25 +244,19 @@ def central_each(reader: Any, filters: Filters,
     return late, gen()
 
 
-def _one(v: Any) -> bytes | None:
-    return v[0] if isinstance(v, list) else v  # type: ignore[no-any-return]
+def _place(get: Callable[[str], bytes | None], cursor: str, t: int,
+           highest: dict[str, int]) -> tuple[tuple[int, int, str, int, str, int], bool, str]:
+    """An entry's place in a central journal's order (``central``), whether it is late (``highest``:
+    the latest stamp of a mail in each sequence so far, updated), and its copy key."""
+    s, i, b, m = cursor.split(";", 4)[:4]
+    sent = count(get("_SOURCE_REALTIME_TIMESTAMP"), SIZE_MAX) or t
+    late = sent < highest.get(s, 0)
+    if get("MESSAGE_ID") == _MAIL:
+        highest[s] = max(highest.get(s, 0), sent)
+    return (sent, t, b[2:], int(m[2:], 16), s[2:], int(i[2:], 16)), late, copy_key(get, cursor)
 
 
-def _copy_key(reader: Any, cursor: str) -> bytes:
-    """What makes two entries copies of one mail: the same MAIL_ID from the same
-    sender (journald's _UID, _HOSTNAME, _BOOT_ID).  The same MAIL_ID from
-    another sender is another mail (a forged twin), never a duplicate."""
-    mail_id = _field(reader, "MAIL_ID")
-    if not mail_id:
-        return cursor.encode()
-    return b"\0".join([mail_id, *(_field(reader, name) or b"" for name in ("_UID", "_HOSTNAME", "_BOOT_ID"))])
-
-
-def _field(reader: Any, name: str) -> bytes | None:
-    try:
-        return reader._get(name)  # type: ignore[no-any-return]
-    except KeyError:
-        return None
+_MAIL = MSG_MAIL.encode()
 
 
 # -- journald's word on mail it dropped -----------------------------------------------
@@ -391,21 +275,18 @@ class Suppressed:
     dropped: int
 
 
-def suppressed(reader: Any, since: int | None, until: int | None) -> Iterator[Suppressed]:
+def suppressed(reader: Journal, since: int | None, until: int | None) -> Iterator[Suppressed]:
     """journald's "Suppressed N messages from UNIT" entries between ``since`` and ``until``.
 
     Only journald's own (``_TRANSPORT=driver``, a trusted field): anyone can
     write the message id, and a forged note must not cry wolf.
     """
-    reader.flush_matches()
-    reader.add_match(f"MESSAGE_ID={MSG_SUPPRESSED}".encode())
-    reader.add_match(b"_TRANSPORT=driver")
-    reader.seek_realtime(since) if since is not None else reader.seek_head()
-    while reader._next(1):
-        t = reader._get_realtime()
+    reader.match(f"MESSAGE_ID={MSG_SUPPRESSED}", "_TRANSPORT=driver")
+    reader.seek_time(since) if since is not None else reader.head()
+    for t in reader.steps():
         if until is not None and t > until:
             continue
-        m = _SUPPRESSED.fullmatch(_field(reader, "MESSAGE") or b"")
+        m = _SUPPRESSED.fullmatch(reader.get("MESSAGE") or b"")
         if m is not None:
-            yield Suppressed(t, _text(_field(reader, "_HOSTNAME")), m.group(2).decode("utf-8", "replace"),
+            yield Suppressed(t, _text(reader.get("_HOSTNAME")), m.group(2).decode("utf-8", "replace"),
                              int(m.group(1)))

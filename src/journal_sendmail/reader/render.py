@@ -18,6 +18,7 @@ from typing import Any
 
 from ..printable import json_escaped
 from ..printable import printable as _printable
+from .attrs import group
 from .entry import MailEntry
 
 JSON_SCHEMA_VERSION = 1
@@ -454,17 +455,10 @@ STATS_KEYS = ("host", "sender", "recipient", "caller", "unit", "subject", "day",
 
 
 def stats_keys(e: MailEntry, by: str) -> list[str]:
-    """The group(s) one mail counts in: a mail counts once per recipient."""
-    if by == "recipient":
-        return list(dict.fromkeys(e.recipients)) or ["(none)"]
+    """The group(s) one mail counts in (``attrs``): a mail counts once per recipient."""
     if by == "day":
-        key = local_time(e.realtime, "%Y-%m-%d")  # only when asked: the index counts every mail by five keys
-    elif by == "user":
-        key = e.username or (str(e.uid) if e.uid is not None else "")
-    else:
-        key = {"host": e.hostname, "sender": e.envelope_from, "caller": e.caller_comm, "unit": e.unit,
-               "subject": e.subject}[by]
-    return [key or "(none)"]
+        return [local_time(e.realtime, "%Y-%m-%d")]  # only when asked: the index counts every mail by five keys
+    return [k or "(none)" for k in group(e, by)] or ["(none)"]
 
 
 def stats_rows(entries: Iterable[MailEntry], by: str, sort: str = "count") -> list[tuple[str, int, int]]:

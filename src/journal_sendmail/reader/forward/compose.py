@@ -114,7 +114,7 @@ def who(e: MailEntry) -> str:
     return f"{name} (uid {uid})" if name else f"uid {uid}"
 
 
-def facts(e: MailEntry, unit: str) -> list[tuple[str, str]]:
+def facts(e: MailEntry) -> list[tuple[str, str]]:
     caller = e.caller_comm or "?"
     if e.caller_pid is not None or e.caller_exe:
         caller += f" ({', '.join(x for x in (f'pid {e.caller_pid}' if e.caller_pid else '', e.caller_exe) if x)})"
@@ -122,7 +122,7 @@ def facts(e: MailEntry, unit: str) -> list[tuple[str, str]]:
         ("Host", e.hostname or "?"),
         ("User", who(e)),
         ("Caller", caller),
-        ("Unit", unit or "-"),
+        ("Unit", e.unit or "-"),
         ("Time", rfc3339(e.realtime)),
         ("From", e.envelope_from),
         ("To", ", ".join(e.recipients)),
@@ -159,7 +159,7 @@ def _new_mail_head(dest: Destination, subject: str, mid: str, now: float, forwar
     ])
 
 
-def wrap(e: MailEntry, raw: bytes, unit: str, dest: Destination, rule: str, now: float, note: str = "") -> Outgoing:
+def wrap(e: MailEntry, raw: bytes, dest: Destination, rule: str, now: float, note: str = "") -> Outgoing:
     """A new mail From the forwarder, the original attached as message/rfc822.
 
     Its text is decoded from the stored raw mail (never MAIL_TEXT, the
@@ -168,7 +168,7 @@ def wrap(e: MailEntry, raw: bytes, unit: str, dest: Destination, rule: str, now:
     mid = message_id(e.mail_id, e.sender, dest.name, _domain(dest.sender))
     subject = f"[{e.hostname or '?'}] {e.subject or '(no subject)'}"
     text = f"A mail stored by journal-sendmail, forwarded by journal-mail forward (rule {rule}).\n\n"
-    text += "".join(f"{k + ':':<9} {clean(v)}\n" for k, v in facts(e, unit))
+    text += "".join(f"{k + ':':<9} {clean(v)}\n" for k, v in facts(e))
     text += f"\n  journal-mail show {clean(e.mail_id)}\n\nThe original is attached, exactly as it was stored.\n"
     if note:
         text += note + "\n"
@@ -191,7 +191,7 @@ def wrap(e: MailEntry, raw: bytes, unit: str, dest: Destination, rule: str, now:
     return Outgoing(mid, dest.sender, dest.to, data, summary=subject)
 
 
-def resend(e: MailEntry, raw: bytes, unit: str, dest: Destination, rule: str, now: float) -> Outgoing:
+def resend(e: MailEntry, raw: bytes, dest: Destination, rule: str, now: float) -> Outgoing:
     """The original with a Resent-* block on top (RFC 5322 3.6.6), for internal relays.
 
     An original that cannot go on the wire as it is (a lone CR, a NUL, a line
@@ -199,7 +199,7 @@ def resend(e: MailEntry, raw: bytes, unit: str, dest: Destination, rule: str, no
     """
     lf = raw.replace(b"\r\n", b"\n")
     if not wire_safe(lf) or _long_lines(lf):
-        return wrap(e, raw, unit, dest, rule, now, note="(Wrapped, not re-sent: the original holds a bare CR, "
+        return wrap(e, raw, dest, rule, now, note="(Wrapped, not re-sent: the original holds a bare CR, "
                     "a NUL byte or an overlong line, which cannot go on the wire as they are.)")
     mid = message_id(e.mail_id, e.sender, dest.name, _domain(dest.sender))
     head = "".join([
@@ -258,33 +258,33 @@ def ntfy(url: str, title: str, message: str, mid: str, stamps: tuple[tuple[str, 
     return _json(mid, payload, title, stamps, "replace", base)
 
 
-def webhook(e: MailEntry, raw: bytes, unit: str, dest: Destination, rule: str) -> Outgoing:
+def webhook(e: MailEntry, raw: bytes, dest: Destination, rule: str) -> Outgoing:
     """The request body for a webhook: the ``list --json`` record plus the readable body, or ntfy's or Slack's shape."""
     mid = message_id(e.mail_id, e.sender, dest.name, "journal-mail.invalid")
     title = clean(f"[{e.hostname or '?'}] {e.subject or '(no subject)'}")
     body = searchable(raw, None)
     stamps = ((FORWARDED, clean(e.mail_id)), ("Idempotency-Key", mid.strip("<>")))
     if dest.format == "ntfy":
-        text = "".join(f"{k}: {clean(v)}\n" for k, v in facts(e, unit)) + "\n" + body[:TEXT_MAX]
+        text = "".join(f"{k}: {clean(v)}\n" for k, v in facts(e)) + "\n" + body[:TEXT_MAX]
         return ntfy(dest.url, title, text, mid, stamps)
     if dest.format == "slack":
-        payload = _slack(title, "".join(f"*{k}:* {slack_escape(clean(v))}\n" for k, v in facts(e, unit)),
+        payload = _slack(title, "".join(f"*{k}:* {slack_escape(clean(v))}\n" for k, v in facts(e)),
                          body[:TEXT_MAX])
     else:
         payload = json_record(e)
         payload["text"] = body
-        payload["unit"] = unit or None
+        payload["unit"] = e.unit or None
         payload["forwarded"] = {"rule": rule, "destination": dest.name, "message_id": mid}
     return _json(mid, payload, title, stamps, "surrogateescape")
 
 
-def outgoing(d: Destination, e: MailEntry, raw: bytes, unit: str, rule: str, now: float) -> Outgoing:
+def outgoing(d: Destination, e: MailEntry, raw: bytes, rule: str, now: float) -> Outgoing:
     """What goes to ``d`` for one mail."""
     if d.type == "webhook":
-        return webhook(e, raw, unit, d, rule)
+        return webhook(e, raw, d, rule)
     if d.mode == "resend":
-        return resend(e, raw, unit, d, rule, now)
-    return wrap(e, raw, unit, d, rule, now)
+        return resend(e, raw, d, rule, now)
+    return wrap(e, raw, d, rule, now)
 
 
 def chat(d: Destination) -> bool:

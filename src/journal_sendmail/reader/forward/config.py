@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...errors import ConfigError
+from ..attrs import GROUP_KEYS as GROUP_KEYS  # the keys come from the attribute table
+from ..attrs import MATCH_KEYS as MATCH_KEYS
 
 DEFAULT_PATH = "/etc/journal-mail/forward.toml"
 DEFAULT_STATE_DIR = "/var/lib/journal-mail/forward"
-MATCH_KEYS = ("host", "unit", "caller", "caller_unit", "user", "uid", "from", "to", "subject", "body", "kind")
-GROUP_KEYS = ("host", "unit", "caller", "user", "from", "to", "subject")
 SCHEMES = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
 TOP_KEYS = ("state_dir", "source", "destination", "rule", "digest")
 SOURCE_KEYS = ("start",)

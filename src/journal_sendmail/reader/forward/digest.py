@@ -13,11 +13,12 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
+from .. import attrs
 from ..entry import MailEntry
 from ..render import rfc3339
 from .compose import clean
 from .config import DIGEST_MIN_SIZE, Digest
-from .rules import Mail, trusted_uid
+from .rules import Mail
 from .state import lines, private_append, replace
 
 EXAMPLE_MAX = 1500  # characters of a mail's text kept as its example
@@ -49,24 +50,7 @@ def first_due(d: Digest, now: float) -> float:
 
 
 def group_values(m: Mail, keys: tuple[str, ...]) -> list[str]:
-    e = m.entry
-    out = []
-    for k in keys:
-        if k == "host":
-            out.append(e.hostname)
-        elif k == "unit":
-            out.append(m.unit)
-        elif k == "caller":
-            out.append(e.caller_comm)
-        elif k == "user":
-            out.append(str(trusted_uid(e)))
-        elif k == "from":
-            out.append(e.envelope_from)
-        elif k == "to":
-            out.append(",".join(e.recipients))
-        else:
-            out.append(e.subject)
-    return out
+    return [",".join(attrs.group(m.entry, k)) for k in keys]
 
 
 def item(m: Mail, key: str, keys: tuple[str, ...], body: str, note: str = "") -> dict[str, Any]:

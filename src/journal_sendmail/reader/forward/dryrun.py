@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO
 
 from ...errors import DamagedMail
-from ..query import Source, open_reader
 from ..render import printable, rfc3339
+from ..source import Journal, Source, open_reader
 from . import compose, source
 from .config import Config
 from .rules import Decision, Mail, decide
 from .service import Lazy
 
 
-def dry_run(cfg: Config, src: Source, reader: Any, out: IO[str]) -> int:
+def dry_run(cfg: Config, src: Source, reader: Journal, out: IO[str]) -> int:
     now = time.time()
     n = 0
     for host in source.hosts(reader):
@@ -49,7 +49,7 @@ def explain(cfg: Config, m: Mail, dec: Decision, lazy: Lazy, now: float) -> Iter
         except DamagedMail as err:
             yield f"-> {name}: would give up: {err.reason}"
             continue
-        o = compose.outgoing(d, m.entry, raw, m.unit, dec.rules[-1], now)
+        o = compose.outgoing(d, m.entry, raw, dec.rules[-1], now)
         if d.type == "smtp":
             yield (f"-> {name}: {d.mode} via {d.url} to {', '.join(d.to)}, Subject: {o.summary!r}, "
                    f"Message-ID: {o.message_id}, {len(o.data)} bytes")

@@ -15,17 +15,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from ...users import name_of
+from .. import attrs
+from ..attrs import trusted_uid as trusted_uid
 from ..entry import MailEntry
 from .config import Pattern, Rule
 
 
 @dataclass(frozen=True)
 class Mail:
-    """A mail as the rules see it: the entry and the unit it was submitted from."""
+    """A mail as the rules see it: its entry (keys: ``attrs``), and whether we sent it."""
 
     entry: MailEntry
-    unit: str = ""
     forwarded: bool = False  # carries X-Journal-Mail-Forwarded (loop guard)
 
 
@@ -38,47 +38,8 @@ class Decision:
     why: str = ""  # when no rule could match: damaged, forwarded
 
 
-def trusted_uid(e: MailEntry) -> int | None:
-    """The uid that submitted the mail, by journald's word (or root's flusher's): the
-    entry's ``uid`` (``entry.to_entry`` trusts a spool uid only from root's flusher).
-
-    >>> trusted_uid(MailEntry(mail_id="", uid=1000, writer_uid=0, spooled=True, spool_uid=1000))
-    1000
-    >>> trusted_uid(MailEntry(mail_id="", uid=0, spooled=True, spool_uid=1000))  # made by hand, not by to_entry
-    1000
-    """
-    if e.writer_uid is None and e.spooled and e.uid == 0 and e.spool_uid is not None:
-        return e.spool_uid
-    return e.uid
-
-
 def values(m: Mail, key: str, body: Callable[[], str]) -> Iterable[str]:
-    e = m.entry
-    if key == "host":
-        return (e.hostname,)
-    if key == "unit":
-        return (m.unit,)
-    if key == "caller":
-        return (e.caller_comm,)
-    if key == "caller_unit":
-        return (e.caller_unit,)
-    if key == "uid":
-        uid = trusted_uid(e)
-        return () if uid is None else (str(uid),)
-    if key == "user":
-        name = name_of(trusted_uid(e))
-        return () if name is None else (name,)
-    if key == "from":
-        return (e.envelope_from, e.headers.get("from", ""))
-    if key == "to":
-        return (*e.recipients, e.headers.get("to", ""), e.headers.get("cc", ""))
-    if key == "subject":
-        return (e.subject,)
-    if key == "body":
-        return (body(),)
-    if key == "kind":
-        return (e.kind,)
-    raise KeyError(key)
+    return (body(),) if key == "body" else attrs.values(m.entry, key)
 
 
 def _one(p: Pattern, value: str) -> bool:

@@ -16,14 +16,13 @@ from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
 
 from ...body import searchable
 from ...errors import DamagedMail
 from ..assemble import assemble
 from ..entry import MailEntry
 from ..output import Signals
-from ..query import Source, open_reader
+from ..source import Journal, Source, open_reader
 from ..timespec import US
 from . import compose, digest, source
 from .config import Config, Destination, Digest
@@ -45,7 +44,7 @@ def mail_key(e: MailEntry) -> str:
 class Lazy:
     """The raw bytes and readable body of one mail, assembled once and only when asked."""
 
-    def __init__(self, e: MailEntry, opener: Callable[[], Any]) -> None:
+    def __init__(self, e: MailEntry, opener: Callable[[], Journal]) -> None:
         self.e, self.opener = e, opener
         self._body: str | None = None
 
@@ -93,7 +92,7 @@ class Job:
     def __init__(self, which: tuple[str, str]) -> None:
         self.which = which
         self.name = " ".join(which)
-        self.reader: Any = None
+        self.reader: Journal | None = None
         self.transports: dict[str, Transport] = {}
         self.thread: threading.Thread | None = None
         self.error: BaseException | None = None
@@ -140,7 +139,7 @@ class Forwarder:
         self.buckets = {n: digest.Bucket(self.states[("digest", n)].dir) for n in cfg.digests}
         self.jobs = {which: Job(which) for which in self.states}
 
-    def opener(self) -> Any:
+    def opener(self) -> Journal:
         return open_reader(self.src)
 
     def close(self, grace: float | None = None) -> None:
@@ -162,7 +161,7 @@ class Forwarder:
         if t is not None:
             t.close()
 
-    def _reader(self, job: Job) -> Any:
+    def _reader(self, job: Job) -> Journal:
         """The job's own reader, opened once, told of new journal files at each run."""
         if job.reader is None:
             job.reader = self.opener()
@@ -173,7 +172,7 @@ class Forwarder:
 
     # -- a pass -----------------------------------------------------------------------
 
-    def initialize(self, reader: Any) -> None:
+    def initialize(self, reader: Journal) -> None:
         """First run of a consumer with start = "now": every host's cursor at its newest mail."""
         hosts = source.hosts(reader)
         for st in self.states.values():
@@ -185,7 +184,7 @@ class Forwarder:
             st.initialize()
             st.save(durable=True)
 
-    def run_pass(self, reader: Any, force: bool, stop: Callable[[], bool] = lambda: False) -> Pass:
+    def run_pass(self, reader: Journal, force: bool, stop: Callable[[], bool] = lambda: False) -> Pass:
         """Every consumer reads what is new for it, each in its own worker, all waited for;
         ``force``: retry now whatever the backoff says."""
         self.initialize(reader)
@@ -193,7 +192,7 @@ class Forwarder:
         self._run_jobs(list(self.jobs.values()), lambda job: self._consume_job(job, p, force))
         return p
 
-    def step(self, reader: Any, stop: Callable[[], bool]) -> None:
+    def step(self, reader: Journal, stop: Callable[[], bool]) -> None:
         """The following service's pass: start the worker of every consumer that is idle (one still
         busy with a slow peer is left to it), each digest worker sending its digest when due."""
         self.initialize(reader)
@@ -295,7 +294,7 @@ class Forwarder:
                  fields: dict[str, str]) -> bool:
         e = m.entry
         try:
-            out = compose.outgoing(d, e, lazy.raw, m.unit, fields["rule"], now)
+            out = compose.outgoing(d, e, lazy.raw, fields["rule"], now)
             answer = self._transport(job, d).send(out)
         except DamagedMail as err:
             st.done(key)
@@ -404,7 +403,7 @@ class Forwarder:
 # -- following --------------------------------------------------------------------------
 
 
-def follow(load: Callable[[], Config], src: Source, log: Events, reader: Any) -> int:
+def follow(load: Callable[[], Config], src: Source, log: Events, reader: Journal) -> int:
     """Forward as mail arrives, until SIGTERM; SIGHUP reloads the configuration (a bad one keeps the old)."""
     flags = Signals.install()  # SIGHUP: reload the configuration
     fw = Forwarder(load(), src, log)

@@ -12,34 +12,29 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from ...record import MSG_MAIL, MSG_REFUSED
-from ..entry import to_entry
-from ..fields import entry_fields
+from ..source import Journal
 from .rules import Mail
 
 _FORWARDED = re.compile(rb"(?im)^x-journal-mail-forwarded[ \t]*:")
 
 
-def hosts(reader: Any) -> list[str]:
+def hosts(reader: Journal) -> list[str]:
     """Every host that has entries in the journal."""
-    reader.flush_matches()
-    return sorted({bytes(h).decode("utf-8", "surrogateescape") for h in reader.query_unique("_HOSTNAME")})
+    reader.match()
+    return sorted({bytes(h).decode("utf-8", "surrogateescape") for h in reader.unique("_HOSTNAME")})
 
 
-def _match(reader: Any, host: str) -> None:
-    reader.flush_matches()
-    reader.add_match(f"MESSAGE_ID={MSG_MAIL}".encode())
-    reader.add_match(f"MESSAGE_ID={MSG_REFUSED}".encode())
-    reader.add_match(b"_HOSTNAME=" + host.encode("utf-8", "surrogateescape"))
+def _match(reader: Journal, host: str) -> None:
+    reader.match(f"MESSAGE_ID={MSG_MAIL}", f"MESSAGE_ID={MSG_REFUSED}", f"_HOSTNAME={host}")
 
 
-def last_cursor(reader: Any, host: str) -> str | None:
+def last_cursor(reader: Journal, host: str) -> str | None:
     """The cursor of the newest mail of ``host`` (where ``start = "now"`` begins)."""
     _match(reader, host)
-    reader.seek_tail()
-    return reader._get_cursor() if reader._previous(1) else None  # type: ignore[no-any-return]
+    reader.tail()
+    return reader.cursor() if reader.previous() else None
 
 
 def forwarded(raw: bytes) -> bool:
@@ -56,7 +51,7 @@ def forwarded(raw: bytes) -> bool:
     return _FORWARDED.search(raw, 0, cut) is not None
 
 
-def scan(reader: Any, host: str, cursor: str | None, on_gap: Callable[[str], None]) -> Iterator[Mail]:
+def scan(reader: Journal, host: str, cursor: str | None, on_gap: Callable[[str], None]) -> Iterator[Mail]:
     """The mail of ``host`` after ``cursor`` (all of it without one), oldest first in the host's order."""
     _match(reader, host)
     pending = False
@@ -65,18 +60,17 @@ def scan(reader: Any, host: str, cursor: str | None, on_gap: Callable[[str], Non
             reader.seek_cursor(cursor)
         except (OSError, ValueError):
             on_gap(f"cursor of host {host} is not a journal cursor; reading that host from the start")
-            reader.seek_head()
+            reader.head()
         else:
-            if not reader._next(1):
+            if not reader.next():
                 return
-            if not reader.test_cursor(cursor):
+            if not reader.at(cursor):
                 on_gap(f"the entry at host {host}'s cursor is gone (vacuumed or rotated away): mail between it "
                        "and the next one may have been lost")
                 pending = True
     else:
-        reader.seek_head()
-    while pending or reader._next(1):
+        reader.head()
+    while pending or reader.next():
         pending = False
-        d = entry_fields(reader)
-        e = to_entry(d, reader._get_realtime(), reader._get_cursor())
-        yield Mail(e, e.unit, forwarded(e.raw))
+        e = reader.entry()
+        yield Mail(e, forwarded(e.raw))

@@ -1,13 +1,13 @@
 """The web inbox's pages and API: a request in, a Response out, over the reader's own
-query (``commands.selected``, ``find``), filters (the ``list`` options, parsed by
-the same argparse parser), reassembly (``whole``) and renderers (``render``).
+Query (``select``, ``find``, ``counted``), filters (the ``list`` options' table,
+``attrs``), reassembly (``whole``) and renderers (``render``).
 
 No I/O here but the journal's: the HTTP server is ``server.py``.
 """
 
 from __future__ import annotations
 
-import argparse
+import functools
 import itertools
 import os
 import re
@@ -15,7 +15,7 @@ import shlex
 import threading
 from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.message import EmailMessage
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
@@ -23,11 +23,14 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 import jinja2
 
 from ...errors import DamagedMail, JournalSendmailError, NoPermission, NotFound, UsageError
-from .. import commands, indexed, query, render
-from ..commands import Damaged, find, grep_body, open_journal, selected, whole
+from .. import indexed, render
+from ..attrs import LIST_FILTERS
 from ..entry import MailEntry
 from ..filters import make_filters
 from ..output import Io
+from ..query import follow
+from ..select import Query, body_of, counted, find, resolved, select, whole
+from ..source import Journal, Source, open_journal
 from . import svg
 
 HERE = os.path.dirname(__file__)
@@ -42,14 +45,13 @@ MAX_READS, READ_WAIT = 4, 5.0
 STATS_BY = ("host", "caller", "unit", "user")
 
 # The list's filters as query parameters: each is the ``journal-mail list`` option of
-# that name, parsed by the same parser, so ``?host=web1&since=-1d`` means what
-# ``journal-mail list --host web1 --since -1d`` means.
-OPTIONS = {"host": "--host", "caller": "--caller", "user": "--user", "uid": "--uid", "from": "--from",
-           "to": "--to", "since": "--since", "until": "--until", "subject": "--subject", "grep": "--grep",
-           "boot": "--boot"}
-FLAGS = {"spooled": "--spooled", "refused": "--refused"}
+# that name (``attrs``: ``?caller_unit=`` for ``--caller-unit``), made into Filters by the
+# same code, so ``?host=web1&since=-1d`` means what ``journal-mail list --host web1 --since -1d`` means.
+MANY = {a.name for a in LIST_FILTERS} | {"boot"}  # given again: another value allowed
+OPTIONS = (*MANY, "since", "until", "subject", "grep")
+FLAGS = ("spooled", "refused")
 LIST_ONLY = {"q", "page"}
-API_ONLY = {"n": "--lines", "reverse": "--reverse"}
+API_ONLY = ("n", "reverse")
 
 PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
             "frame-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
@@ -82,10 +84,8 @@ class Response:
 class Inbox:
     """The pages over one source (the server's ``-D``, ``--file`` or ``--namespace``)."""
 
-    def __init__(self, server_args: argparse.Namespace, io: Io, parser: Callable[[], argparse.ArgumentParser],
-                 stopping: threading.Event | None = None) -> None:
-        self.server_args = server_args
-        self.parser = parser()  # journal-mail's own: a query parameter means what its option means
+    def __init__(self, source: Source, index: bool, io: Io, stopping: threading.Event | None = None) -> None:
+        self.source, self.index = source, index
         self.io = io
         self.stopping = stopping or threading.Event()
         self.streams = threading.BoundedSemaphore(MAX_STREAMS)
@@ -143,52 +143,60 @@ class Inbox:
 
     # -- arguments: the query parameters as the reader's command line -----------
 
-    def args_for(self, command: str, params: list[tuple[str, str]], extra: Iterable[str] = (),
-                 allowed: Iterable[str] = ()) -> argparse.Namespace:
-        argv = [command]
+    def query_for(self, params: list[tuple[str, str]], allowed: Iterable[str] = ()) -> Query:
+        """The Query the parameters ask for (a bad one: UsageError, a 400)."""
+        given: dict[str, Any] = {}
+        lines, reverse = None, False
         for key, value in params:
-            if key in LIST_ONLY or key in allowed:
-                if key in API_ONLY and value:
-                    argv.append(API_ONLY[key] if key == "reverse" else f"{API_ONLY[key]}={value}")
+            if key in allowed and key == "n" and value:
+                if value != "all" and not value.isdigit():
+                    raise UsageError(f"n: want a number or 'all', not {value!r}")
+                lines = None if value == "all" else int(value)
+                if lines is not None and lines > MAX_API:
+                    raise UsageError(f"n must be a number from 0 to {MAX_API}")
+            elif key in allowed and key == "reverse":
+                reverse = reverse or bool(value)
+            elif key in LIST_ONLY:
                 continue
-            if key in FLAGS:
-                if value not in ("", "0", "no"):
-                    argv.append(FLAGS[key])
+            elif key in FLAGS:
+                given[key] = given.get(key) or value not in ("", "0", "no")
             elif key in OPTIONS:
-                if value:
-                    argv.append(f"{OPTIONS[key]}={_bounded(key, value)}")
+                if value and key in MANY:
+                    given.setdefault(key, []).append(_bounded(key, value))
+                elif value:
+                    given[key] = _bounded(key, value)
             else:
                 raise UsageError(f"unknown parameter {key!r}: filters are {', '.join([*OPTIONS, *FLAGS, 'q'])}")
-        args = self.parser.parse_args([*argv, *extra])
-        for name in ("directory", "namespace"):
-            setattr(args, name, getattr(self.server_args, name, None))
-        args.file = list(getattr(self.server_args, "file", None) or [])
-        args.quiet, args.no_pager = True, True
-        args.no_index = getattr(self.server_args, "no_index", False)
-        return args
+        return Query(self.source, make_filters(given), lines, reverse, index=self.index)
 
     def source_text(self) -> str:
         """The source options, as a command line would give them."""
-        a = self.server_args
-        if getattr(a, "directory", None):
-            return f" -D {shlex.quote(a.directory)}"
-        if getattr(a, "namespace", None):
-            return f" --namespace={shlex.quote(a.namespace)}"
-        if getattr(a, "file", None):
-            return " --file " + " ".join(shlex.quote(f) for f in a.file)
+        s = self.source
+        if s.directory:
+            return f" -D {shlex.quote(s.directory)}"
+        if s.namespace:
+            return f" --namespace={shlex.quote(s.namespace)}"
+        if s.files:
+            return " --file " + " ".join(shlex.quote(f) for f in s.files)
         return ""
 
-    def mails(self, args: argparse.Namespace, q: str, reverse: bool) -> Generator[MailEntry, None, None]:
-        """The mail ``args`` selects (newest first with ``reverse``), those the search ``q`` finds."""
-        reader, filters = commands.start(args, self.io)
+    def journal(self, q: Query) -> tuple[Journal, Query]:
+        reader = open_journal(self.source)
         try:
-            entries = selected(args, self.io, reader, filters, reverse, search=q or None)  # through the index
+            return reader, resolved(q, reader)
+        except BaseException:
+            reader.close()
+            raise
+
+    def mails(self, q: Query, search: str) -> Generator[MailEntry, None, None]:
+        """The mail ``q`` selects, those the search finds (through the index, when there is one)."""
+        reader, q = self.journal(q)
+        try:
+            entries = select(replace(q, search=search or None), reader)
             try:
                 yield from entries
             finally:
-                close = getattr(entries, "close", None)
-                if close is not None:
-                    close()
+                entries.close()
         finally:
             reader.close()
 
@@ -197,11 +205,10 @@ class Inbox:
     def page_list(self, params: list[tuple[str, str]]) -> Response:
         q = _param(params, "q")
         page = _page(params)
-        args = self.args_for("list", params)
-        args.lines = None  # newest first, read as it comes: only this page's rows are kept
+        query = replace(self.query_for(params), reverse=True)  # newest first, as it comes: this page's rows kept
         skip, more = page * PER_PAGE, False
         rows: list[MailEntry] = []
-        with closing(self.mails(args, q, reverse=True)) as mails:  # a page read: the journal closed at once
+        with closing(self.mails(query, q)) as mails:  # a page read: the journal closed at once
             for n, e in enumerate(mails):
                 if n < skip:
                     continue
@@ -214,31 +221,29 @@ class Inbox:
             "list.html", title="Mail", rows=rows, page=page, more=more, q=q,
             filters=filters, query=lambda **kw: query_string(params, **kw), live=page == 0))
 
-    def one(self, params: list[tuple[str, str]], mail_id: str) -> tuple[argparse.Namespace, MailEntry, bytes]:
+    def one(self, params: list[tuple[str, str]], mail_id: str) -> tuple[MailEntry, bytes]:
         """The mail ``mail_id`` names (``?uid=``, ``?host=`` pick one of forged twins) and its bytes."""
-        extra = [mail_id]
+        given: dict[str, list[str]] = {}
         for key, value in params:
             if key in ("uid", "host", "user") and value:
-                extra.append(f"--{key}={value}")
+                given.setdefault(key, []).append(value)
             else:
                 raise UsageError(f"unknown parameter {key!r} (a mail takes uid, user and host)")
-        args = self.args_for("show", [], extra)
-        reader = open_journal(args, self.io)
+        make_filters(given)  # a bad uid or user: 400 before the journal is read
+        reader = open_journal(self.source)
         try:
-            e = find(args, self.io, mail_id, reader)
+            e = find(given, mail_id, reader)
         finally:
             reader.close()
-        return args, e, whole(e, args)
+        return e, whole(e, self.source)
 
     def page_mail(self, params: list[tuple[str, str]], mail_id: str) -> Response:
-        _, e, raw = self.one(params, mail_id)
+        e, raw = self.one(params, mail_id)
         msg = render.message(raw)  # the one bounded parse (issue 21)
         assert isinstance(msg, EmailMessage)
         body, attachments = render.readable(msg)
         html_part = _html_part(msg)
-        facts = render.envelope_lines(e)
-        if e.unit:
-            facts.insert(next((i + 1 for i, (k, _) in enumerate(facts) if k == "Caller"), 3), ("Unit", e.unit))
+        facts = render.envelope_lines(e)  # Unit among them, once
         headers = [(k, render.printable(render.header_text(v), one_line=True)) for k, v in msg.items()]
         pick = "".join(f"&{k}={quote(v)}" for k, v in params)
         src = self.source_text()
@@ -250,13 +255,13 @@ class Inbox:
             commands=[f"journal-mail{src} show {e.mail_id}", f"journalctl{src} MAIL_ID={e.mail_id}"]))
 
     def mail_raw(self, params: list[tuple[str, str]], mail_id: str) -> Response:
-        _, e, raw = self.one(params, mail_id)
+        e, raw = self.one(params, mail_id)
         return Response(200, raw, "message/rfc822",
                         [("Content-Disposition", f'inline; filename="{render.eml_name(e)}"')], csp=RAW_CSP)
 
     def mail_html(self, params: list[tuple[str, str]], mail_id: str) -> Response:
         """The mail's HTML part, for the sandboxed frame only: its CSP runs nothing and loads nothing."""
-        _, _, raw = self.one(params, mail_id)
+        _, raw = self.one(params, mail_id)
         msg = render.message(raw)  # the one bounded parse (issue 21)
         part = _html_part(msg)
         if part is None:
@@ -266,8 +271,7 @@ class Inbox:
         return Response(200, clean_html(render.part_text(part)).encode("utf-8", "replace"), csp=MAIL_HTML_CSP)
 
     def page_stats(self, params: list[tuple[str, str]]) -> Response:
-        args = self.args_for("stats", params)
-        tables, damaged = self.stats(args, ("day", *STATS_BY))
+        tables, damaged = self.stats(self.query_for(params), ("day", *STATS_BY))
         days = tables.pop("day")
         chart = svg.bars([(k, c) for k, c, _ in days], title="mails per day")
         total = sum(c for _, c, _ in days)
@@ -275,78 +279,51 @@ class Inbox:
                                        total=total, damaged=damaged,
                                        query=lambda **kw: query_string(params, **kw)))
 
-    def stats(self, args: argparse.Namespace,
-              keys: tuple[str, ...]) -> tuple[dict[str, list[tuple[str, int, int]]], int]:
-        """The stats of every key: counted by the index in SQL when there is a current one
-        (as ``journal-mail stats``), else in ONE pass over the mail for all keys."""
-        reader, filters = commands.start(args, self.io)
+    def stats(self, q: Query, keys: tuple[str, ...]) -> tuple[dict[str, list[tuple[str, int, int]]], int]:
+        """The stats of every key, as ``journal-mail stats`` counts them (``select.counted``)."""
+        reader, q = self.journal(q)
         try:
-            out: dict[str, list[tuple[str, int, int]]] = {}
-            damaged = Damaged()
-            if not args.no_index and args.directory is None and not args.file:
-                for by in keys:
-                    args.by = by
-                    rows = commands.stats_from_index(args, filters, damaged, commands.Units())
-                    if rows is None:
-                        break
-                    out[by] = render.stats_sorted(rows, by)
-                else:
-                    return out, damaged.count
-            damaged = Damaged()
-            acc: dict[str, dict[str, list[int]]] = {by: {} for by in keys}
-            for e in damaged.counted(selected(args, self.io, reader, filters, False), skip=True):
-                for by in keys:
-                    for k in render.stats_keys(e, by):
-                        slot = acc[by].setdefault(k, [0, 0])
-                        slot[0] += 1
-                        slot[1] += e.size
-            return {by: render.stats_sorted([(k, c, b) for k, (c, b) in acc[by].items()], by)
-                    for by in keys}, damaged.count
+            found = counted(q, keys, reader)
         finally:
             reader.close()
+        return {by: render.stats_sorted(found.rows[by], by) for by in keys}, found.damaged
 
     # -- API ----------------------------------------------------------------------
 
     def api_mails(self, params: list[tuple[str, str]]) -> Response:
         """JSON lines, as ``journal-mail list --json`` with the same filters (and ``n``, ``reverse``)."""
-        args = self.args_for("list", params, allowed=API_ONLY)
+        query = self.query_for(params, allowed=API_ONLY)
         q = _param(params, "q")
-        want = commands.limit(args.lines)
-        if want is None:
-            want = MAX_API
-        elif not 0 <= want <= MAX_API:
-            raise UsageError(f"n must be a number from 0 to {MAX_API}")
-        args.lines = None  # newest first as it comes; only the JSON of the newest ``want`` kept
+        want = MAX_API if query.lines is None else query.lines
         lines: list[bytes] = []
-        with closing(self.mails(args, q, reverse=True)) as mails:
+        with closing(self.mails(replace(query, lines=None, reverse=True), q)) as mails:  # newest first, as it comes
             for e in mails:
                 if len(lines) >= want:
                     break
                 lines.append(render.json_line(render.json_record(e)).encode("utf-8", "surrogateescape"))
-        if not args.reverse:
+        if not query.reverse:
             lines.reverse()
         return Response(200, b"".join(lines), "application/x-ndjson; charset=utf-8")
 
     def api_mail(self, params: list[tuple[str, str]], mail_id: str) -> Response:
         """One mail with its body, as ``journal-mail export --format json`` writes it."""
-        _, e, raw = self.one(params, mail_id)
+        e, raw = self.one(params, mail_id)
         return Response(200, render.json_line(render.json_record(e, raw)).encode("utf-8", "surrogateescape"),
                         "application/json; charset=utf-8")
 
     def api_events(self, params: list[tuple[str, str]]) -> Response:
         """Server-sent events: each new mail the filters (and ``q``) select, as it arrives."""
         q = _param(params, "q")
-        args = self.args_for("list", [(k, v) for k, v in params if k != "page"])
-        make_filters(args)  # a bad filter is a 400 now, not a broken stream later
+        query = self.query_for(params)  # a bad filter is a 400 now, not a broken stream later
         if not self.streams.acquire(blocking=False):
             return Response(503, b"too many live pages open now\n", "text/plain; charset=utf-8",
                             [("Retry-After", "10")])
 
         def stream() -> Iterator[bytes]:
-            reader, filters = commands.start(args, self.io)
-            body = grep_body(args)
+            reader, resolved_query = self.journal(query)
+            filters, body = resolved_query.filters, body_of(self.source)
             try:
-                new = query.follow(reader, filters, None, 0, body if filters.grep else None)
+                new = follow(reader, filters, None, 0, body if filters.grep else None)
                 # At the journal's tail before the page hears "open": a mail stored after that is sent.
                 first = next(new)
                 yield b"retry: 2000\n: new mail follows\n\n"
@@ -355,7 +332,7 @@ class Inbox:
                         return
                     if e is None:
                         yield b": idle\n\n"  # a closed page shows here, as a failed write
-                    elif not q or next(searched([e], q, body), None) is not None:
+                    elif not q or indexed.search_matches(e, q, functools.partial(body, e)):
                         rec = render.json_record(e)
                         rec.update(unit=e.unit, size_text=render.human_size(e.size),
                                    local_time=render.local_time(e.realtime))
@@ -412,11 +389,6 @@ def _bounded(key: str, value: str) -> str:
     if key == "subject":
         return value
     return "/" + ("" if any(c.isupper() for c in value) else "(?i)") + re.escape(value) + "/"
-
-
-def searched(entries: Iterable[MailEntry], q: str, body: Callable[[MailEntry], str]) -> Iterator[MailEntry]:
-    """The mails whose subject, from, to, host, caller, unit or body contain ``q`` (any case)."""
-    return indexed.searched(entries, q, body)
 
 
 def _param(params: list[tuple[str, str]], name: str) -> str:

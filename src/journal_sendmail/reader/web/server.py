@@ -16,7 +16,6 @@ backed-off accept when file descriptors run out.
 
 from __future__ import annotations
 
-import argparse
 import errno
 import grp
 import ipaddress
@@ -29,12 +28,12 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Callable
 from http.server import ThreadingHTTPServer
 from typing import Any
 
 from ...errors import EX_OK, ConfigError, UsageError
 from ..output import Io
+from ..source import Source, open_journal
 from .app import Inbox
 from .auth import Passwords
 from .handler import HEAD_DEADLINE, Handler
@@ -252,29 +251,27 @@ def more_files() -> None:
             pass
 
 
-def serve(args: argparse.Namespace, io: Io, parser: Callable[[], argparse.ArgumentParser]) -> int:
-    listen = args.listen if isinstance(args.listen, list) else [args.listen] if args.listen else []
+def serve(io: Io, source: Source, index: bool, listen: list[str], auth: str | None, tls_cert: str | None,
+          tls_key: str | None, quiet: bool = False) -> int:
     addresses = [parse_listen(text) for text in dict.fromkeys(listen or [DEFAULT_LISTEN])]
-    if bool(args.tls_cert) != bool(args.tls_key):
+    if bool(tls_cert) != bool(tls_key):
         raise UsageError("give both --tls-cert and --tls-key, or neither")
     for address in addresses:
-        if isinstance(address, tuple) and not loopback(address[0]) and not args.auth:
+        if isinstance(address, tuple) and not loopback(address[0]) and not auth:
             raise UsageError(f"refusing to serve mail on {address[0]}, beyond the loopback, without --auth "
                              "(a password file; see journal-mail(1), SERVE)")
-    passwords = Passwords.load(args.auth) if args.auth else None
+    passwords = Passwords.load(auth) if auth else None
     context = None
-    if args.tls_cert:
+    if tls_cert:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         try:
-            context.load_cert_chain(args.tls_cert, args.tls_key)
+            context.load_cert_chain(tls_cert, tls_key)
         except (OSError, ssl.SSLError) as e:
             raise ConfigError(f"--tls-cert/--tls-key: {getattr(e, 'strerror', None) or e}") from None
-    from ..commands import open_journal
-
-    open_journal(args, io).close()  # no journal, or none readable: say so now, not on each page
+    open_journal(source, None if quiet else io.say).close()  # no journal, or none readable: say so now
     more_files()
     stopping = threading.Event()
-    inbox = Inbox(args, io, parser, stopping)
+    inbox = Inbox(source, index, io, stopping)
     servers: list[Server] = []
     try:
         for address in addresses:
@@ -303,7 +300,7 @@ def serve(args: argparse.Namespace, io: Io, parser: Callable[[], argparse.Argume
             shown = f"[{address[0]}]" if ":" in address[0] else address[0]
             where = f"{scheme}://{shown}:{server.server_address[1]}/"
         if passwords is not None:
-            who = f"to the users of the password file {args.auth}"
+            who = f"to the users of the password file {auth}"
         elif server.readers.privileged:
             who = "to root and the members of adm and systemd-journal (the peer's uid, from the kernel)"
         else:
