@@ -33,6 +33,13 @@ RECORDED = {
     "date": "MAIL_DATE",
     "message-id": "MAIL_MESSAGE_ID",
     "auto-submitted": "MAIL_AUTO_SUBMITTED",
+    # What journal-mail-failure@.service says of a failed unit (failure.py), for rules to match:
+    # any sender may write these headers; a rule trusts them only with _SYSTEMD_UNIT (journal-sendmail(8)).
+    "x-failed-unit": "MAIL_FAILED_UNIT",
+    "x-failed-result": "MAIL_FAILED_RESULT",
+    "x-failed-exit-code": "MAIL_FAILED_EXIT_CODE",
+    "x-failed-exit-status": "MAIL_FAILED_EXIT_STATUS",
+    "x-failed-invocation-id": "MAIL_FAILED_INVOCATION_ID",
 }
 RCPT_HEADERS = ("to", "cc", "bcc")
 RESENT_HEADERS = ("resent-to", "resent-cc", "resent-bcc")

@@ -66,6 +66,8 @@ def test_units_flusher_started_exporter_not(unpacked: Path) -> None:
     upgrade (tests/host/test_lifecycle.py)."""
     units = sorted(p.name for p in unit_dir(unpacked).iterdir())
     assert units == [
+        "journal-mail-failure@.service",
+        "journal-mail-failure@.service.d",
         "journal-mail-forward.service",
         "journal-mail-index.service",
         "journal-mail-web.service",
