@@ -16,7 +16,8 @@ PAGE = ROOT / "man" / "journal-mail-forward.toml.5"
 CONFFILE = ROOT / "conf" / "forward.toml"
 UNIT = ROOT / "conf" / "journal-mail-forward.service"
 KEYS = sorted({*config.TOP_KEYS, *config.SOURCE_KEYS, *config.COMMON_KEYS, *config.SMTP_KEYS, *config.WEBHOOK_KEYS,
-               *config.RULE_KEYS, *config.DIGEST_KEYS} - {"source", "destination", "rule", "digest"})
+               *config.RULE_KEYS, *config.DIGEST_KEYS, *config.EXPECT_KEYS}
+              - {"source", "destination", "rule", "digest", "expect"})
 
 
 @pytest.mark.parametrize("key", KEYS)
@@ -35,12 +36,13 @@ def test_the_shipped_conffile_forwards_nothing_and_uncommented_is_valid(tmp_path
     shipped = config.parse(tomllib.loads(CONFFILE.read_text()), str(CONFFILE))
     assert shipped.rules == () and shipped.destinations == {}
     body = re.sub(r"^#(?=\S)", "", CONFFILE.read_text(), flags=re.M)
-    skip = ("state_dir", "headers", "every")  # every: the alternative to at
+    skip = ("state_dir", "headers", 'every = "1h"')  # a digest's every: the alternative to at
     body = "\n".join(line for line in body.splitlines() if not line.startswith(skip))
     p = tmp_path / "forward.toml"
     p.write_text(body.replace("…", "x"))
     cfg = config.load(str(p))
     assert [r.name for r in cfg.rules] == ["noise", "disks and arrays", "backups", "rest"]
+    assert [x.name for x in cfg.expects] == ["nightly backup"]
 
 
 def test_the_readme_config_is_valid() -> None:

@@ -110,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--once", action="store_true", help="handle what is new, retry what waits, then exit")
     c.add_argument("--dry-run", action="store_true", help="say what each rule decides; send nothing")
     c.add_argument("--digest-now", metavar="NAME", nargs="?", const="", help="send digest NAME (all: none given) now")
+    forward_commands(c)
 
     c = sub.add_parser("serve", parents=[source], help="a read-only web inbox (http://127.0.0.1:8025/)")
     c.add_argument("--listen", metavar="HOST:PORT", action="append",
@@ -120,6 +121,23 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM)")
     c.add_argument("--no-index", action="store_true", help="read the journal itself, never the index")
     return p
+
+
+def forward_commands(c: argparse.ArgumentParser) -> None:
+    """``journal-mail forward silence add|list|expire`` and ``forward status``."""
+    fsub = c.add_subparsers(dest="forward_command", metavar="{silence,status}")
+    s = fsub.add_parser("silence", help="hold back the mail that matches, for a while").add_subparsers(
+        dest="silence_command", required=True, metavar="{add,list,expire}")
+    a = s.add_parser("add", help="silence the mail that matches every --match, for --for")
+    a.add_argument("--match", metavar="KEY=VALUE", nargs="+", action="extend", required=True,
+                   help="a match key of forward.toml and a glob or /regex/ (again: all must hold)")
+    a.add_argument("--for", dest="duration", metavar="DURATION", required=True, help="how long: 2h, 2d, 1w")
+    a.add_argument("--comment", metavar="TEXT", default="", help="why (shown by list, logged)")
+    s.add_parser("list", help="the silences running and those ended this week").add_argument(
+        "--json", action="store_true", help="one JSON object per silence")
+    s.add_parser("expire", help="end a silence now").add_argument("id", metavar="ID")
+    fsub.add_parser("status", help="destinations, silences, digests, repeats, expectations").add_argument(
+        "--json", action="store_true", help="one JSON document")
 
 
 DASH_VALUES = ("-S", "--since", "-U", "--until", "-b", "--boot")

@@ -321,8 +321,12 @@ def cmd_index(args: argparse.Namespace, io: Io) -> int:
 
 
 def cmd_forward(args: argparse.Namespace, io: Io) -> int:
-    from .forward.command import run  # the forwarder's imports cost nothing to the other commands
+    from .forward.command import policy, run  # the forwarder's imports cost nothing to the other commands
 
+    if getattr(args, "forward_command", None):  # status, silence add|list|expire
+        return policy(io, args.config, getattr(args, "silence_command", None) or "status",
+                      getattr(args, "json", False), tuple(getattr(args, "match", ())), getattr(args, "duration", ""),
+                      getattr(args, "comment", ""), getattr(args, "id", ""))
     return run(io, source_of(args.directory, args.file, args.namespace), args.config, args.once, args.dry_run,
                args.digest_now, args.quiet)
 

@@ -42,3 +42,11 @@ def run(io: Io, src: Source, path: str | None, once: bool = False, dry_run: bool
             io.say(f"still waiting for a retry: {', '.join(sorted(p.waiting))}")
         return EX_TEMPFAIL
     return EX_OK
+
+
+def policy(io: Io, path: str | None, what: str, as_json: bool = False, match: tuple[str, ...] = (),
+           duration: str = "", comment: str = "", sid: str = "") -> int:
+    """``forward status`` (``what``: "status") and ``forward silence add|list|expire``."""
+    from . import status
+
+    return status.command(io, config.load(path or config.DEFAULT_PATH), what, as_json, match, duration, comment, sid)

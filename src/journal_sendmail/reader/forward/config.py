@@ -14,16 +14,21 @@ from typing import Any
 from ...errors import ConfigError
 from ..attrs import GROUP_KEYS as GROUP_KEYS  # the keys come from the attribute table
 from ..attrs import MATCH_KEYS as MATCH_KEYS
+from .hours import Hours
+from .hours import parse as parse_hours
 
 DEFAULT_PATH = "/etc/journal-mail/forward.toml"
 DEFAULT_STATE_DIR = "/var/lib/journal-mail/forward"
 SCHEMES = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
-TOP_KEYS = ("state_dir", "source", "destination", "rule", "digest")
+TOP_KEYS = ("state_dir", "source", "destination", "rule", "digest", "expect")
 SOURCE_KEYS = ("start",)
-COMMON_KEYS = ("type", "url", "timeout", "max_age", "rate_limit", "overflow")
+COMMON_KEYS = ("type", "url", "timeout", "max_age", "rate_limit", "overflow", "hours", "timezone", "quiet_digest")
 SMTP_KEYS = ("username", "password_file", "from", "to", "mode", "cafile")
 WEBHOOK_KEYS = ("format", "headers", "cafile")
-RULE_KEYS = ("name", "match", "route", "digest", "action", "continue")
+RULE_KEYS = ("name", "match", "route", "digest", "action", "continue", "group_by", "repeat_interval", "hours",
+             "timezone", "quiet_digest", "urgent")
+EXPECT_KEYS = ("name", "match", "every", "grace", "per", "hosts", "route")
+TRUSTED_KEYS = ("unit", "user", "uid")  # an expectation must match on one: journald's word for who sent it
 DIGEST_KEYS = ("to", "at", "every", "group_by", "examples", "max_size")
 SIZE_UNITS = {"": 1, "k": 1024, "m": 1024 * 1024}
 DIGEST_MAX_SIZE = 1024 * 1024
@@ -47,6 +52,11 @@ class Rule:
     digest: str | None = None
     drop: bool = False
     cont: bool = False
+    group_by: tuple[str, ...] = ()  # repeats: the group of a mail (with repeat_interval)
+    repeat_interval: float | None = None  # seconds
+    hours: Hours | None = None  # quiet hours: outside them, into quiet_digest
+    quiet_digest: str | None = None
+    urgent: bool = False  # ignores every quiet hours
 
 
 @dataclass(frozen=True)
@@ -64,6 +74,8 @@ class Destination:
     max_age: float = 86400.0
     rate_limit: RateLimit | None = None
     overflow: str | None = None  # the digest that takes what the rate limit holds back
+    hours: Hours | None = None  # quiet hours of the destination (a rule's own come first)
+    quiet_digest: str | None = None
     # smtp
     scheme: str = ""
     host: str = ""
@@ -91,6 +103,21 @@ class Digest:
 
 
 @dataclass(frozen=True)
+class Expect:
+    """``[[expect]]``: a matching mail per host per ``every``, or a notice to ``route``."""
+
+    name: str
+    rule: Rule  # its match, as a rule (route: the notices' destinations)
+    every: float
+    grace: float = 3600.0
+    hosts: tuple[str, ...] = ()  # expected even before they first sent one
+
+    @property
+    def route(self) -> tuple[str, ...]:
+        return self.rule.route
+
+
+@dataclass(frozen=True)
 class Config:
     path: str
     state_dir: str = DEFAULT_STATE_DIR
@@ -98,6 +125,7 @@ class Config:
     destinations: dict[str, Destination] = field(default_factory=dict)
     rules: tuple[Rule, ...] = ()
     digests: dict[str, Digest] = field(default_factory=dict)
+    expects: tuple[Expect, ...] = ()
 
 
 class _Where:
@@ -178,8 +206,8 @@ def parse(doc: dict[str, Any], path: str, text: str = "") -> Config:
 
     def bad(table: str, key: str | None, why: str, index: int = 0) -> ConfigError:
         shown = ".".join(p for p in (table, key) if p)
-        if table == "rule":
-            shown = f"rule[{index + 1}]" + (f".{key}" if key else "")
+        if table in ("rule", "expect"):
+            shown = f"{table}[{index + 1}]" + (f".{key}" if key else "")
         return ConfigError(f"{path}:{where.line(table, key.split('.')[0] if key else None, index)}: "
                            f"{shown}: {why}")
 
@@ -200,6 +228,8 @@ def parse(doc: dict[str, Any], path: str, text: str = "") -> Config:
     for name, d in dests.items():
         if d.overflow is not None and d.overflow not in digests:
             raise bad(f"destination.{name}", "overflow", f"no [digest.{d.overflow}]")
+        if d.quiet_digest is not None and d.quiet_digest not in digests:
+            raise bad(f"destination.{name}", "quiet_digest", f"no [digest.{d.quiet_digest}]")
     for name, g in digests.items():
         for t in g.to:
             if t not in dests:
@@ -210,7 +240,22 @@ def parse(doc: dict[str, Any], path: str, text: str = "") -> Config:
         raise bad("", "rule", "want [[rule]] tables")
     rules = tuple(_rule(i, r, dests, digests, lambda k, why, i=i: bad("rule", k, why, i))
                   for i, r in enumerate(rules_doc))
-    return Config(path=path, state_dir=state_dir, start=start, destinations=dests, rules=rules, digests=digests)
+    quiet = {r.quiet_digest for r in rules} | {d.quiet_digest for d in dests.values()}
+    for name, g in digests.items():
+        if g.at is None and g.every is None and name not in quiet:
+            raise bad(f"digest.{name}", "at", 'give one of at = "HH:MM" and every = "1h" (only a quiet_digest, '
+                      "sent when the hours open, may have neither)")
+    expects_doc = doc.get("expect", [])
+    if not isinstance(expects_doc, list):
+        raise bad("", "expect", "want [[expect]] tables")
+    expects: list[Expect] = []
+    for i, x in enumerate(expects_doc):
+        e = _expect(i, x, dests, lambda k, why, i=i: bad("expect", k, why, i))
+        if any(e.name == y.name for y in expects):
+            raise bad("expect", "name", f"another [[expect]] is named {e.name!r}", i)
+        expects.append(e)
+    return Config(path=path, state_dir=state_dir, start=start, destinations=dests, rules=rules, digests=digests,
+                  expects=tuple(expects))
 
 
 def _table(doc: dict[str, Any], name: str, bad: Any) -> dict[str, Any]:
@@ -235,13 +280,8 @@ def _strings(value: object) -> tuple[str, ...] | None:
     return None
 
 
-def _rule(i: int, r: Any, dests: dict[str, Destination], digests: dict[str, Digest], bad: Any) -> Rule:
-    if not isinstance(r, dict):
-        raise bad(None, "want a table")
-    _known(r, RULE_KEYS, bad)
-    name = r.get("name", f"rule {i + 1}")
-    if not isinstance(name, str):
-        raise bad("name", "want a string")
+def _match(r: dict[str, Any], bad: Any) -> tuple[tuple[str, tuple[Pattern, ...]], ...]:
+    """A rule's or an expectation's ``match`` table."""
     match_doc = r.get("match", {})
     if not isinstance(match_doc, dict):
         raise bad("match", "want a table such as { caller = \"sudo\" }")
@@ -261,6 +301,17 @@ def _rule(i: int, r: Any, dests: dict[str, Destination], digests: dict[str, Dige
             except re.error as e:
                 raise bad(f"match.{k}", f"bad regular expression {t!r}: {e}") from None
         match.append((k, tuple(pats)))
+    return tuple(match)
+
+
+def _rule(i: int, r: Any, dests: dict[str, Destination], digests: dict[str, Digest], bad: Any) -> Rule:
+    if not isinstance(r, dict):
+        raise bad(None, "want a table")
+    _known(r, RULE_KEYS, bad)
+    name = r.get("name", f"rule {i + 1}")
+    if not isinstance(name, str):
+        raise bad("name", "want a string")
+    match = _match(r, bad)
     route = r.get("route", [])
     route_t = _strings(route) if route != [] else ()
     if route_t is None:
@@ -281,7 +332,83 @@ def _rule(i: int, r: Any, dests: dict[str, Destination], digests: dict[str, Dige
         raise bad("action", "a rule that drops routes nowhere")
     if action is None and not route_t and digest is None:
         raise bad(None, 'wants route = […], digest = "NAME" or action = "drop"')
-    return Rule(name=name, match=tuple(match), route=route_t, digest=digest, drop=action == "drop", cont=cont)
+    repeat_interval = None
+    if "repeat_interval" in r:
+        repeat_interval = _number_or(r, "repeat_interval", 0.0, bad)
+    group_by: tuple[str, ...] = ()
+    if "group_by" in r:
+        if repeat_interval is None:
+            raise bad("group_by", "groups repeats: needs repeat_interval")
+        g = _strings(r["group_by"])
+        if g is None or any(x not in GROUP_KEYS for x in g):
+            raise bad("group_by", f"want a list of {', '.join(GROUP_KEYS)}")
+        group_by = g
+    elif repeat_interval is not None:
+        group_by = ("host", "caller", "subject")
+    if (repeat_interval is not None or "hours" in r or "quiet_digest" in r) and not route_t:
+        raise bad("repeat_interval" if repeat_interval is not None else "hours", "only for a rule with a route")
+    hours, quiet = _hours(r, digests, bad)
+    urgent = r.get("urgent", False)
+    if not isinstance(urgent, bool):
+        raise bad("urgent", "want true or false")
+    if urgent and hours is not None:
+        raise bad("urgent", "an urgent rule ignores quiet hours: give it no hours")
+    return Rule(name=name, match=match, route=route_t, digest=digest, drop=action == "drop", cont=cont,
+                group_by=group_by, repeat_interval=repeat_interval, hours=hours, quiet_digest=quiet, urgent=urgent)
+
+
+def _hours(d: dict[str, Any], digests: dict[str, Digest] | None, bad: Any) -> tuple[Hours | None, str | None]:
+    """``hours``, ``timezone`` and ``quiet_digest`` (which go together); ``digests`` None: checked later."""
+    has = [k for k in ("hours", "quiet_digest") if k in d]
+    if "timezone" in d and "hours" not in d:
+        raise bad("timezone", "the time zone of hours: needs hours")
+    if len(has) == 1:
+        raise bad(has[0], "hours and quiet_digest go together (outside the hours, mail goes into that digest)")
+    if not has:
+        return None, None
+    tz = d.get("timezone", "")
+    if not isinstance(tz, str):
+        raise bad("timezone", "want a name such as Europe/Berlin")
+    if not isinstance(d["hours"], str):
+        raise bad("hours", 'want such as "Mon-Fri 08:00-20:00"')
+    try:
+        hours = parse_hours(d["hours"], tz)
+    except ValueError as e:
+        raise bad("timezone" if "time zone" in str(e) else "hours", str(e)) from None
+    quiet = d["quiet_digest"]
+    if not isinstance(quiet, str) or (digests is not None and quiet not in digests):
+        raise bad("quiet_digest", f"no [digest.{quiet}]")
+    return hours, quiet
+
+
+def _expect(i: int, x: Any, dests: dict[str, Destination], bad: Any) -> Expect:
+    if not isinstance(x, dict):
+        raise bad(None, "want a table")
+    _known(x, EXPECT_KEYS, bad)
+    name = x.get("name")
+    if not isinstance(name, str) or not name:
+        raise bad("name", "want a name, such as \"nightly backup\"")
+    match = _match(x, bad)
+    if not any(k in TRUSTED_KEYS for k, _ in match):
+        raise bad("match", "any local user can forge every other key, and so keep the expectation met: match on "
+                  "unit, user or uid too (user = \"*\" to take anyone's word on purpose)")
+    if "every" not in x:
+        raise bad("every", "want a period, such as \"1d\"")
+    every = _number_or(x, "every", 0.0, bad)
+    grace = _number_or(x, "grace", 3600.0, bad)
+    if x.get("per", "host") != "host":
+        raise bad("per", 'the only one is "host"')
+    hosts = _strings(x.get("hosts", [])) if x.get("hosts", []) != [] else ()
+    if hosts is None:
+        raise bad("hosts", "want a list of host names")
+    route = _strings(x.get("route"))
+    if route is None:
+        raise bad("route", "want a list of destination names")
+    for d in route:
+        if d not in dests:
+            raise bad("route", f"no [destination.{d}]")
+    return Expect(name=name, rule=Rule(name=f"expect {name}", match=match, route=route), every=every, grace=grace,
+                  hosts=hosts)
 
 
 def _number_or(d: dict[str, Any], key: str, default: float, bad: Any) -> float:
@@ -326,9 +453,10 @@ def _destination(name: str, d: Any, bad: Any) -> Destination:
     cafile = d.get("cafile")
     if cafile is not None and not isinstance(cafile, str):
         raise bad("cafile", "want a path")
+    hours, quiet = _hours(d, None, bad)
     base: dict[str, Any] = dict(name=name, type=kind, url=url, timeout=_number_or(d, "timeout", 30.0, bad),
                                 max_age=_number_or(d, "max_age", 86400.0, bad), rate_limit=rate, overflow=overflow,
-                                cafile=cafile)
+                                cafile=cafile, hours=hours, quiet_digest=quiet)
     if kind == "webhook":
         m = re.fullmatch(r"(https?)://([^/:]+|\[[^]]+\])(?::(\d+))?(/.*)?", url)
         if not m:
@@ -377,14 +505,14 @@ def _digest(name: str, d: Any, bad: Any) -> Digest:
     if to is None:
         raise bad("to", "want a list of destination names")
     at, every = None, None
-    if ("at" in d) == ("every" in d):
+    if "at" in d and "every" in d:
         raise bad("at", 'give one of at = "HH:MM" and every = "1h"')
     if "at" in d:
         m = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", str(d["at"]))
         if not m:
             raise bad("at", 'want "HH:MM"')
         at = (int(m.group(1)), int(m.group(2)))
-    else:
+    elif "every" in d:
         every = _number_or(d, "every", 3600.0, bad)
     group_by = _strings(d.get("group_by", ["host", "caller", "subject"]))
     if group_by is None or any(g not in GROUP_KEYS for g in group_by):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import math
 import os
 import threading
 from collections import Counter
@@ -41,7 +42,8 @@ def first_due(d: Digest, now: float) -> float:
     """
     if d.every is not None:
         return now + d.every
-    assert d.at is not None
+    if d.at is None:
+        return math.inf  # a quiet_digest of its own: sent only when the hours open
     t = dt.datetime.fromtimestamp(now).astimezone()
     due = t.replace(hour=d.at[0], minute=d.at[1], second=0, microsecond=0)
     if due.timestamp() <= now:

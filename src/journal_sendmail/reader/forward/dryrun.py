@@ -9,7 +9,7 @@ from typing import IO
 from ...errors import DamagedMail
 from ..render import printable, rfc3339
 from ..source import Journal, Source, open_reader
-from . import compose, source
+from . import compose, silence, source
 from .config import Config
 from .rules import Decision, Mail, decide
 from .service import Lazy
@@ -18,6 +18,11 @@ from .service import Lazy
 def dry_run(cfg: Config, src: Source, reader: Journal, out: IO[str]) -> int:
     now = time.time()
     n = 0
+    silences = silence.Silences(cfg.state_dir)
+    for s in silences.all:
+        if s.active(now):
+            out.write(printable(f"silence {s.id} until {rfc3339(int(s.end * 1_000_000))}: {s.describe()}"
+                                f"{' (' + s.comment + ')' if s.comment else ''}", one_line=True) + "\n")
     for host in source.hosts(reader):
         for m in source.scan(reader, host, None, lambda why: None):
             e = m.entry
@@ -26,13 +31,14 @@ def dry_run(cfg: Config, src: Source, reader: Journal, out: IO[str]) -> int:
             n += 1
             out.write(printable(f"{rfc3339(e.realtime)} {e.hostname} {e.mail_id} {compose.clean(e.subject)!r}",
                                 one_line=True) + "\n")
-            for line in explain(cfg, m, dec, lazy, now):
+            for line in explain(cfg, m, dec, lazy, now, silences):
                 out.write(f"    {printable(line, one_line=True)}\n")
     out.write(f"{n} mail(s) looked at; nothing sent (dry run)\n")
     return 0
 
 
-def explain(cfg: Config, m: Mail, dec: Decision, lazy: Lazy, now: float) -> Iterator[str]:
+def explain(cfg: Config, m: Mail, dec: Decision, lazy: Lazy, now: float,
+            silences: silence.Silences | None = None) -> Iterator[str]:
     if dec.why:
         yield f"not forwarded: {dec.why}"
         return
@@ -42,6 +48,13 @@ def explain(cfg: Config, m: Mail, dec: Decision, lazy: Lazy, now: float) -> Iter
     yield "rule" + ("s " if len(dec.rules) > 1 else " ") + ", ".join(repr(r) for r in dec.rules) + " decided"
     if dec.dropped and not dec.route and not dec.digests:
         yield "dropped: stays in the journal only"
+    s = silences.match(m, lazy.body) if silences is not None and dec.route else None
+    rule = next((r for r in cfg.rules if r.name == dec.rules[-1]), None)
+    if s is not None:
+        yield f"silenced by {s.id} ({s.describe()}): sent to no destination"
+    elif rule is not None and rule.repeat_interval is not None:
+        yield (f"repeats: one mail per {rule.repeat_interval:.0f} s per group ({', '.join(rule.group_by)}), "
+               "then a count")
     for name in dec.route:
         d = cfg.destinations[name]
         try:

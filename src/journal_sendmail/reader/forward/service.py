@@ -16,19 +16,22 @@ from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 from ...body import searchable
 from ...errors import DamagedMail
 from ..assemble import assemble
 from ..entry import MailEntry
 from ..output import Signals
+from ..render import rfc3339
 from ..source import Journal, Source, open_reader
 from ..timespec import US
-from . import compose, digest, source
-from .config import Config, Destination, Digest
+from . import compose, digest, expect, repeat, silence, source
+from .config import Config, Destination, Digest, Rule
 from .events import Events
+from .prefilter import Prefilter
 from .rules import Mail, decide
-from .state import Retry, State
+from .state import Retry, State, StateError
 from .transport import DeliveryError, PermanentFailure, Transport, read_password, transport
 
 WAKE = 1.0  # seconds: the longest the following service sleeps
@@ -64,7 +67,8 @@ class Lazy:
 @dataclass(frozen=True)
 class Plan:
     """What one consumer does with one mail (``Forwarder.plan``): ``act`` is "skip" (not for it),
-    "wait" (stop here: retried later), "send" (now) or "digest" (into digest ``to``, ``note`` on it)."""
+    "wait" (stop here: retried later), "send" (now), "digest" (into digest ``to``, ``note`` on it),
+    "silence" (held back by silence ``to``) or "count" (a repeat, counted in its group's window)."""
 
     act: str
     to: str = ""
@@ -136,8 +140,15 @@ class Forwarder:
         self.make_transport = make_transport
         self.states = {("dest", n): State(cfg.state_dir, "dest", n) for n in cfg.destinations}
         self.states |= {("digest", n): State(cfg.state_dir, "digest", n) for n in cfg.digests}
+        if cfg.expects:
+            self.states[("expect", "all")] = State(cfg.state_dir, "expect", "all")  # one reader for them all
         self.buckets = {n: digest.Bucket(self.states[("digest", n)].dir) for n in cfg.digests}
         self.jobs = {which: Job(which) for which in self.states}
+        self.rule_of: dict[str, Rule] = {}
+        for r in cfg.rules:
+            self.rule_of.setdefault(r.name, r)
+        self.silences = silence.Silences(cfg.state_dir)
+        self.silence_log = State(cfg.state_dir, "policy", "silences")  # the starts and ends logged
 
     def opener(self) -> Journal:
         return open_reader(self.src)
@@ -150,6 +161,7 @@ class Forwarder:
             if not j.busy():
                 j.close()
                 self.states[which].close()
+        self.silence_log.close()
 
     def _transport(self, job: Job, d: Destination) -> Transport:
         if d.name not in job.transports:
@@ -188,6 +200,7 @@ class Forwarder:
         """Every consumer reads what is new for it, each in its own worker, all waited for;
         ``force``: retry now whatever the backoff says."""
         self.initialize(reader)
+        self.policies()
         p = Pass(stop=stop)
         self._run_jobs(list(self.jobs.values()), lambda job: self._consume_job(job, p, force))
         return p
@@ -197,6 +210,7 @@ class Forwarder:
         busy with a slow peer is left to it), each digest worker sending its digest when due."""
         self.initialize(reader)
         self._raise_errors()
+        self.policies()
         p = Pass(stop=stop)
 
         def work(job: Job) -> None:
@@ -207,6 +221,21 @@ class Forwarder:
         for job in self.jobs.values():
             if not job.busy():
                 job.start(work)
+
+    def policies(self) -> None:
+        """Before each pass: silences.json read again if it changed, and the silences that started or
+        ended since logged (once each: what was logged is kept)."""
+        try:
+            self.silences.refresh()
+        except StateError as e:  # edited by hand and broken: the silences read before stay
+            self.log("silences-unreadable", f"{e}; the silences read before stay")
+        logged = self.silence_log.record("logged")
+        for what, s in self.silences.transitions(logged, self.now()):
+            self.log(f"silence-{what}", f"silence {s.id} ({s.describe()}) {'started' if what == 'start' else 'ended'}"
+                     f"{': ' + s.comment if s.comment else ''}", silence=s.id,
+                     until=rfc3339(int(s.end * US)))
+            self.silence_log.changed()
+        self.silence_log.save(durable=True)
 
     def _run_jobs(self, jobs: list[Job], work: Callable[[Job], None]) -> None:
         for job in jobs:
@@ -225,6 +254,8 @@ class Forwarder:
         """One consumer reads each host's mail after its cursor."""
         which, st, reader = job.which, self.states[job.which], self._reader(job)
         try:
+            if which[0] == "expect":
+                return self._expect(job, reader, st)
             for host in source.hosts(reader):
                 idle = 0
 
@@ -244,6 +275,8 @@ class Forwarder:
                 st.save()
                 if job.name in p.waiting:
                     return  # down: the other hosts' mail waits too, without knocking on a closed door
+            if which[0] == "dest":
+                self._summaries(job, self.cfg.destinations[which[1]], st, p)
         finally:
             job.close_transports()
             st.save(durable=True)
@@ -262,15 +295,36 @@ class Forwarder:
             p.waiting.add(job.name)
             return False
         if plan.act == "send":
-            return self._deliver(job, self.cfg.destinations[which[1]], st, m, lazy, key, p, now, fields)
+            went = self._deliver(job, self.cfg.destinations[which[1]], st, m, lazy, key, p, now, fields)
+            if went and (r := self.rule_of.get(plan.rule)) and r.repeat_interval is not None:
+                repeat.opened(st.record("repeats"), r.name, digest.group_values(m, r.group_by), r.repeat_interval,
+                              e.realtime / 1_000_000)
+                st.changed()
+                st.save()  # a kill now costs at most this one mail again
+            return went
+        if plan.act == "count":  # saved with the cursor, never in the delivered list: a kill loses no count
+            r = self.rule_of[plan.rule]
+            repeat.count(st.record("repeats"), r.name, digest.group_values(m, r.group_by), e.realtime / 1_000_000,
+                          e.mail_id)
+            st.changed()
+            self.log("repeat-counted", f"mail {e.mail_id} to {which[1]}: a repeat within rule {r.name}'s "
+                     "repeat_interval, counted for its summary", **fields)
+            return True
+        if plan.act == "silence":  # stays in the journal (and in the rule's digest, if any)
+            self.log("silenced", f"mail {e.mail_id} to {which[1]} silenced by {plan.to}", silence=plan.to, **fields)
+            return True
         if plan.act == "skip":
             st.set_retry(None, key)  # a destination's mail that waited while the rules changed
             return True
         g = self.cfg.digests[plan.to]
         self.buckets[g.name].add(digest.item(m, key, g.group_by, lazy.body(), note=plan.note))
         st.done(key)
-        if plan.note:
-            self.log("held", f"mail {e.mail_id} {plan.note}: into digest {g.name}", **fields)
+        if which[0] == "digest":  # the rule's own digest (a silenced mail too, noted)
+            note = f" ({plan.note})" if plan.note else ""
+            self.log("collected", f"mail {e.mail_id} collected into digest {g.name}{note}",
+                     **{**fields, "destination": "", "digest": g.name})
+        else:
+            self.log("held", f"mail {e.mail_id} {plan.note}: into digest {g.name}", **fields, digest=g.name)
         return True
 
     def plan(self, which: tuple[str, str], st: State, m: Mail, key: str, body: Callable[[], str], now: float,
@@ -281,14 +335,34 @@ class Forwarder:
         kind, name = which
         rule = dec.rules[-1] if dec.rules else ""
         if kind == "digest":
-            return Plan("digest", name, rule=rule) if name in dec.digests else SKIP
+            s = self.silences.match(m, body) if name in dec.digests and dec.route else None
+            return Plan("digest", name, f"silenced by {s.id}" if s else "", rule) if name in dec.digests else SKIP
         if name not in dec.route:
             return SKIP
         d = self.cfg.destinations[name]
+        r = self.rule_of.get(rule)
+        if r is not None and (held := self.held(d, r, m, body, now)):
+            return held
         if d.rate_limit is not None and st.recent(now - d.rate_limit.period) >= d.rate_limit.count:
             return WAIT if d.overflow is None else Plan("digest", d.overflow, f"over {d.name}'s rate limit", rule)
         retry = st.retry(key)
-        return WAIT if retry and not force and now < retry.next else Plan("send", rule=rule)
+        if retry and not force and now < retry.next:
+            return WAIT
+        if r is not None and r.repeat_interval is not None and repeat.within(
+                st.record("repeats"), r.name, digest.group_values(m, r.group_by), r.repeat_interval,
+                m.entry.realtime / 1_000_000):
+            return Plan("count", rule=rule)
+        return Plan("send", rule=rule)
+
+    def held(self, d: Destination, r: Rule, m: Mail, body: Callable[[], str], now: float) -> Plan | None:
+        """The alert policies before a mail goes to ``d``: a silence holds it, quiet hours put it into
+        their digest (None: neither)."""
+        if (s := self.silences.match(m, body)) is not None:
+            return Plan("silence", s.id, rule=r.name)
+        hours, quiet = (r.hours, r.quiet_digest) if r.hours else (d.hours, d.quiet_digest)
+        if r.urgent or hours is None or quiet is None or hours.inside(now):
+            return None
+        return Plan("digest", quiet, f"outside the hours of {d.name} ({hours.text})", r.name)
 
     def _deliver(self, job: Job, d: Destination, st: State, m: Mail, lazy: Lazy, key: str, p: Pass, now: float,
                  fields: dict[str, str]) -> bool:
@@ -315,9 +389,84 @@ class Forwarder:
             p.waiting.add(f"dest {d.name}")
             return False
         st.done(key, sent=now if d.rate_limit is not None else None)
+        st.record("status")["last_success"] = now
         self.log("delivered", f"mail {e.mail_id} forwarded to {d.name} ({out.summary}): {answer}",
                  message_id=out.message_id, **fields)
         return True
+
+    def _summaries(self, job: Job, d: Destination, st: State, p: Pass) -> None:
+        """Send the repeat summaries that are due (a destination that fails: next pass again)."""
+        groups = st.record("repeats")
+        if not groups or f"dest {d.name}" in p.waiting:
+            return
+        now = self.now()
+        host = socket.gethostname()
+        domain = d.sender.rsplit("@", 1)[-1] if d.sender else host
+        for k in repeat.due(groups, now):
+            w = groups[k]
+            subject, text = repeat.summary(w, host, d.name)
+            mid = repeat.summary_id(k, w, d.name, domain)
+            try:
+                answer = self._transport(job, d).send(compose.digest(d, "repeat", subject, text, mid, now))
+            except DeliveryError as err:
+                self._drop_transport(job, d.name)
+                self.log("retried", f"repeat summary to {d.name} failed ({err.reason}); next pass again",
+                         destination=d.name, reason=err.reason, message_id=mid)
+                p.waiting.add(f"dest {d.name}")
+                return
+            del groups[k]
+            st.changed()
+            st.save(durable=True)  # a kill now repeats at most this summary
+            self.log("repeat-summary", f"{subject} sent to {d.name}: {answer}", destination=d.name, message_id=mid,
+                     rule=w["rule"])
+        if repeat.expire(groups, now):
+            st.changed()
+
+    def _expect(self, job: Job, reader: Journal, st: State) -> None:
+        """The expectations: what each host sent that they match (seen when ``expect.seen_at`` says), then a
+        "missing" or "resolved" notice to each destination that has not been told yet."""
+        now = self.now()
+        rec0 = st.record("expect")
+        started = rec0.setdefault("started", now)
+        floor = rec0.get("pass_start")
+        seen: dict[str, dict[str, dict[str, Any]]] = rec0.setdefault("seen", {})
+        index = Prefilter([(x, x.rule) for x in self.cfg.expects])
+        for host in source.hosts(reader):
+            for m in source.scan(reader, host, st.cursor(host), lambda why: None):
+                e = m.entry
+                lazy = Lazy(e, self.opener)
+                t = e.realtime / 1_000_000
+                for x in () if e.damaged or m.forwarded else index.matching(m, lazy.body):
+                    expect.observe(seen.setdefault(x.name, {}), host, t, expect.seen_at(t, floor, now), e.mail_id)
+                st.set_cursor(host, e.cursor)
+        rec0["pass_start"] = now
+        st.changed()
+        st.save()
+        loghost = socket.gethostname()
+        for x in self.cfg.expects:
+            hosts = seen.setdefault(x.name, {})
+            for h in x.hosts:
+                hosts.setdefault(h, {"told": {}})
+            for host, rec in hosts.items():
+                now_state = expect.state(rec, now, x.every, x.grace, started)
+                for dname in expect.to_tell(rec, now_state, x.route):
+                    d = self.cfg.destinations[dname]
+                    kind = "missing" if now_state == "missing" else "resolved"
+                    subject, text = expect.notice(x.name, host, rec, now_state, x.every, x.grace, loghost)
+                    mid = expect.notice_id(x.name, host, now_state, rec, dname, d.sender.rsplit("@", 1)[-1]
+                                           if d.sender else loghost)
+                    fields = {"destination": dname, "host": host, "expect": x.name, "message_id": mid}
+                    try:
+                        answer = self._transport(job, d).send(compose.digest(d, kind, subject, text, mid, now))
+                    except DeliveryError as err:
+                        self._drop_transport(job, dname)
+                        self.log("retried", f"{kind} notice of {x.name} for {host} to {dname} failed ({err.reason});"
+                                 " next pass again", reason=err.reason, **fields)
+                        continue
+                    rec["told"][dname] = now_state
+                    st.changed()
+                    st.save(durable=True)  # a kill now repeats at most this notice
+                    self.log(f"expect-{kind}", f"{subject} sent to {dname}: {answer}", **fields)
 
     # -- digests ----------------------------------------------------------------------
 
@@ -335,8 +484,9 @@ class Forwarder:
         bucket = self.buckets[name]
         due = st.next_due()
         forced = force is not None and force in ("", name)
-        if forced or due is None or now >= due:
-            if forced or due is not None:  # never at once on a first start
+        opens = self._hours_open(name, st, now)
+        if forced or opens or due is None or now >= due:
+            if forced or opens or due is not None:  # never at once on a first start
                 bucket.close_period()
             st.set_next_due(digest.first_due(g, now))
         try:
@@ -344,6 +494,22 @@ class Forwarder:
         finally:
             job.close_transports()
             st.save(durable=True)
+
+    def _hours_open(self, name: str, st: State, now: float) -> bool:
+        """A quiet_digest is due when the hours that feed it open: True then."""
+        windows = [r.hours for r in self.cfg.rules if r.quiet_digest == name and r.hours]
+        windows += [d.hours for d in self.cfg.destinations.values() if d.quiet_digest == name and d.hours]
+        rec = st.record("hours")
+        if not windows:
+            return False
+        if (opens := rec.get("open")) is not None and now >= opens:
+            del rec["open"]
+            st.changed()
+            return True
+        if opens is None and not any(h.inside(now) for h in windows):
+            rec["open"] = min(h.next_open(now) for h in windows)
+            st.changed()
+        return False
 
     def _send_digest(self, job: Job, g: Digest, st: State, bucket: digest.Bucket, now: float, p: Pass,
                      force: bool) -> None:

@@ -318,6 +318,15 @@ class State:
         self.data.pop("digest_retry", None)
         self.dirty = True
 
+    # -- the alert policies' own records (repeat windows, expectations, …), dicts their pure modules change --
+
+    def record(self, name: str) -> dict[str, Any]:
+        """Policy record ``name`` (made empty if missing); ``changed`` after changing it."""
+        return self.data.setdefault(name, {})  # type: ignore[no-any-return]
+
+    def changed(self) -> None:
+        self.dirty = True
+
     def save(self, durable: bool = False) -> None:
         """Write state.json atomically if it changed; ``durable``: and fsync what was written since
         the last durable save (nothing at all when nothing changed: an idle service writes nothing)."""

@@ -13,6 +13,7 @@ import os
 import re
 import shlex
 import threading
+import time
 from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field, replace
@@ -30,7 +31,7 @@ from ..filters import make_filters
 from ..output import Io
 from ..query import follow
 from ..select import Query, body_of, counted, find, resolved, select, whole
-from ..source import Journal, Source, open_journal
+from ..source import Journal, Source, open_journal, open_reader
 from . import svg
 
 HERE = os.path.dirname(__file__)
@@ -252,7 +253,8 @@ class Inbox:
             summary=[(k, v) for k, v in headers if k.title() in render.SUMMARY_HEADERS],
             body=render.printable(body), body_is_html=html_part is not None and _is_body(msg, html_part),
             has_html=html_part is not None, attachments=attachments, pick=("?" + pick[1:]) if pick else "",
-            commands=[f"journal-mail{src} show {e.mail_id}", f"journalctl{src} MAIL_ID={e.mail_id}"]))
+            commands=[f"journal-mail{src} show {e.mail_id}", f"journalctl{src} MAIL_ID={e.mail_id}"],
+            forwarded=forwarder_said("for_mail", e.mail_id)))
 
     def mail_raw(self, params: list[tuple[str, str]], mail_id: str) -> Response:
         e, raw = self.one(params, mail_id)
@@ -275,8 +277,9 @@ class Inbox:
         days = tables.pop("day")
         chart = svg.bars([(k, c) for k, c, _ in days], title="mails per day")
         total = sum(c for _, c, _ in days)
+        silences = forwarder_said("running_silences", render.rfc3339(int(time.time() * 1_000_000)))
         return Response(200, self.html("stats.html", title="Stats", chart=chart, days=days, tables=tables,
-                                       total=total, damaged=damaged,
+                                       total=total, damaged=damaged, silences=silences,
                                        query=lambda **kw: query_string(params, **kw)))
 
     def stats(self, q: Query, keys: tuple[str, ...]) -> tuple[dict[str, list[tuple[str, int, int]]], int]:
@@ -371,6 +374,22 @@ class Held:
             if self.held:
                 self.held = False
                 self.slot.release()
+
+
+def forwarder_said(what: str, arg: str) -> list[Any]:
+    """What the forwarder logged (``forward.decided.for_mail`` or ``running_silences``), from the local
+    journal it logs to; nothing when that cannot be read (a user outside systemd-journal sees only
+    their own entries)."""
+    from ..forward import decided
+
+    try:
+        reader = open_reader(Source())
+    except (OSError, JournalSendmailError):
+        return []
+    try:
+        return getattr(decided, what)(reader, arg)  # type: ignore[no-any-return]
+    finally:
+        reader.close()
 
 
 def _bounded(key: str, value: str) -> str:
