@@ -5,22 +5,27 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-import harness
-from support import INSTALLED, IS_ROOT, LAUNCHER, SRC, run_sendmail
+from kit import harness
+from kit.support import INSTALLED, IS_ROOT, LAUNCHER, SRC, run_sendmail
 
 if IS_ROOT:
     harness.enter_private_namespace()
 
-if not INSTALLED:
-    sys.path.insert(0, str(SRC))
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The package under test is the one asked for: the installed one (a run with
+    JOURNAL_SENDMAIL_UNDER_TEST=installed must say -o pythonpath=tests), or src/."""
+    import journal_sendmail
+
+    here = Path(journal_sendmail.__file__).resolve()
+    if INSTALLED == here.is_relative_to(SRC):
+        raise pytest.UsageError(f"JOURNAL_SENDMAIL_UNDER_TEST={'installed' if INSTALLED else ''}, but "
+                                f"journal_sendmail comes from {here.parent} (pytest -o pythonpath=tests?)")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

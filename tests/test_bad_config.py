@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Journald, one
-from support import run_sendmail
+from kit.harness import Journald, one
+from kit.support import run_sendmail
 
 from journal_sendmail.record import MSG_CONFIG, MSG_MAIL
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from support import ROOT
+from kit.support import ROOT
 
 from journal_sendmail import config
 from journal_sendmail.errors import ConfigError

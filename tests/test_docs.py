@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from support import ROOT
+from kit.support import ROOT
 
 from journal_sendmail import config, record
 

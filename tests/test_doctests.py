@@ -9,7 +9,7 @@ import doctest
 import importlib
 
 import pytest
-from support import SRC
+from kit.support import SRC
 
 MODULES = sorted(
     ".".join(p.relative_to(SRC).with_suffix("").parts)

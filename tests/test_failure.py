@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from harness import Journald, one
+from kit.harness import Journald, one
 
 from journal_sendmail import failure, headers
 from journal_sendmail.record import MSG_MAIL

@@ -7,7 +7,7 @@ import base64
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from support import DATA
+from kit.support import DATA
 
 from journal_sendmail import headers
 

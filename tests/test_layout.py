@@ -6,7 +6,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from support import SRC
+from kit.support import SRC
 
 PACKAGE = "journal_sendmail"
 

@@ -132,7 +132,7 @@ TEXTS = [
 
 @pytest.mark.parametrize(("name", "text"), TEXTS)
 def test_readable_text(name: str, text: str | None) -> None:
-    from support import DATA
+    from kit.support import DATA
 
     from journal_sendmail import headers
 

@@ -111,7 +111,7 @@ def test_refused(argv: list[str], message: str) -> None:
 def test_every_option_is_documented_in_the_man_page() -> None:
     import re
 
-    from support import ROOT
+    from kit.support import ROOT
 
     page = (ROOT / "man" / "journal-sendmail.8").read_text()
     for opt in options.OPTIONS:

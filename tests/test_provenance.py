@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Journald, one
+from kit.harness import Journald, one
 
 from journal_sendmail.caller import caller_fields, unit_of
 from journal_sendmail.record import MSG_MAIL
@@ -103,7 +103,7 @@ def test_the_empty_datagram_makes_no_entry(journald: Journald, sendmail: Any) ->
     for i in range(5):
         assert sendmail(["root"], f"Subject: n{i}\n\nx\n".encode()).returncode == 0
     journald.sync()
-    from harness import read_entries
+    from kit.harness import read_entries
 
     ours = [e for e in read_entries() if e.get("_PID") and e.get("_COMM") != b"systemd-journal"
             and "SYSLOG_IDENTIFIER" in e and one(e["SYSLOG_IDENTIFIER"]) == b"sendmail"]

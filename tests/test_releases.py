@@ -34,8 +34,9 @@ def test_parts_stay_clear_of_systemd_260s_limit_for_unprivileged_senders() -> No
     """systemd 260 and later (forky) keep a non-root sender's entry only up to
     about 31 MiB and drop a bigger one silently: a mail's parts are 1 MiB by
     default, and the man pages say why they must stay small."""
+    from kit.support import ROOT
+
     from journal_sendmail import config
-    from support import ROOT
 
     assert config.Config().part_size == 1024 * 1024
     for page in ("journal-sendmail.8", "journal-sendmail.conf.5"):

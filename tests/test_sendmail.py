@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Journald, one
-from support import DATA, SRC, run_sendmail
+from kit.harness import Journald, one
+from kit.support import DATA, SRC, run_sendmail
 
 from journal_sendmail import __version__
 from journal_sendmail.record import MSG_MAIL, MSG_PART, MSG_REFUSED

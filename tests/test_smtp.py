@@ -8,8 +8,8 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import harness
 import pytest
+from kit import harness
 
 from journal_sendmail import smtp
 from journal_sendmail.errors import SpoolError

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Journald, one
-from support import ROOT, run_sendmail
+from kit.harness import Journald, one
+from kit.support import ROOT, run_sendmail
 
 from journal_sendmail.record import MSG_MAIL, MSG_SPOOL
 
@@ -83,7 +83,7 @@ def test_no_journal_spools_then_flush_reinjects_byte_identical(journald: Journal
 
 
 def test_reader_lists_reinjected_mail_as_spooled(journald: Journald, bindir: Path, spool: Path) -> None:
-    from support import ENV, READER
+    from kit.support import ENV, READER
 
     assert run_sendmail(bindir, ["root"], b"Subject: direct\n\nx\n").returncode == 0
     journald.stop()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from harness import Journald, one
+from kit.harness import Journald, one
 
 from journal_sendmail.record import MSG_MAIL
 

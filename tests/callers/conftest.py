@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import os
 import pwd
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-
-sys.path.append(str(Path(__file__).parent))  # after tests/: "conftest" is the top one
-import harness
-from callerkit import MSG_MAIL, SENDMAIL, USER, Entry, User, free_id, private_file
-from support import INSTALLED, IS_ROOT
+from kit import harness
+from kit.callers import MSG_MAIL, SENDMAIL, USER, Entry, User, free_id, private_file
+from kit.support import INSTALLED, IS_ROOT
 
 SKIP_REASON = "caller tests need the installed package (JOURNAL_SENDMAIL_UNDER_TEST=installed)"
 

@@ -8,7 +8,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from callerkit import SENDMAIL, argv, body
+from kit.callers import SENDMAIL, argv, body
 
 OUTPUT = b"before the dot\n.\nafter the dot\nlast line\n"
 

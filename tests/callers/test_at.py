@@ -8,7 +8,7 @@ import subprocess
 from collections.abc import Callable
 
 import pytest
-from callerkit import SENDMAIL, User, argv, body, private_dir, wait_exit
+from kit.callers import SENDMAIL, User, argv, body, private_dir, wait_exit
 
 OUTPUT = b"at job output\n.\nafter a lone dot\n"
 JOB = b"printf 'at job output\\n.\\nafter a lone dot\\n'\n"

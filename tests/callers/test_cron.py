@@ -8,7 +8,7 @@ import socket
 import subprocess
 from collections.abc import Callable
 
-from callerkit import SENDMAIL, User, argv, body, private_dir, private_file, values, wait_exit
+from kit.callers import SENDMAIL, User, argv, body, private_dir, private_file, values, wait_exit
 
 OUTPUT = b"first line\n.\nafter a lone dot\n8-bit: \xe9\xfc\xff end\n"
 JOB = r"printf 'first line\n.\nafter a lone dot\n8-bit: \351\374\377 end\n'"

@@ -7,7 +7,7 @@ import socket
 from collections.abc import Callable
 
 import pytest
-from callerkit import SENDMAIL, USER, User, argv, body, values
+from kit.callers import SENDMAIL, USER, User, argv, body, values
 
 SUBJECT = "disk report: sda ok"
 BODY = "line one\nline two with ünïcödé\nlast line\n".encode()

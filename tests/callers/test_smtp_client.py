@@ -10,7 +10,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from callerkit import SENDMAIL, argv, values
+from kit.callers import SENDMAIL, argv, values
 
 FIRST = b"From: a@x\r\nTo: b@y\r\nSubject: first\r\n\r\n.leading dot\r\n.\r\n..two dots\r\n8-bit \xc3\xa9\r\n"
 SECOND = b"From: d@w\r\nTo: e@v\r\nSubject: second\r\n\r\nline\r\n.\r\n"

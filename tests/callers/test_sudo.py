@@ -7,7 +7,7 @@ import re
 import socket
 from collections.abc import Callable
 
-from callerkit import SENDMAIL, User, argv, body, private_dir, values
+from kit.callers import SENDMAIL, User, argv, body, private_dir, values
 
 RCPT = "sec@example.org"
 

@@ -9,7 +9,7 @@ import subprocess
 from collections.abc import Callable
 from email.message import Message
 
-from callerkit import SENDMAIL, argv, body
+from kit.callers import SENDMAIL, argv, body
 
 RCPT, SENDER = "admin@example.org", "uu@example.org"
 

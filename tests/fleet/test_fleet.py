@@ -5,7 +5,7 @@ byte for byte, parts of split messages included.  Uploads resume from their
 saved state after journal-upload or journal-remote is killed and restarted.
 
 Why journal namespaces in UTS namespaces and not network namespaces: see
-fleetkit.py.  Nothing is mocked: real journald, real upload, real remote.
+kit/fleet.py.  Nothing is mocked: real journald, real upload, real remote.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import signal
 from collections import Counter
 from pathlib import Path
 
-from fleetkit import (
+from kit.fleet import (
     MSG_MAIL,
     MSG_PART,
     Host,
@@ -29,10 +29,8 @@ from fleetkit import (
     ok,
     remote_entries,
 )
-from harness import one
-from support import DATA, run_sendmail, wait_until
-
-from support import json_raw
+from kit.harness import one
+from kit.support import DATA, json_raw, run_sendmail, wait_until
 
 
 def big_message(seed: int, size: int = 300_000) -> bytes:

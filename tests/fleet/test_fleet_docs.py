@@ -6,7 +6,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from support import ROOT
+from kit.support import ROOT
 
 DOC = ROOT / "docs" / "fleet.md"
 

@@ -12,10 +12,10 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import harness
 import pytest
-from fleetkit import MSG_MAIL, journal_mail, ok
-from support import ROOT, run_sendmail
+from kit import harness
+from kit.fleet import MSG_MAIL, journal_mail, ok
+from kit.support import ROOT, run_sendmail
 
 NS = "mail"
 SOCKET = f"/run/systemd/journal.{NS}/socket"

@@ -10,30 +10,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from fleetkit import MSG_MAIL, REMOTE, UPLOAD, Host, free_port, mail_ids, remote_entries
-from support import run_sendmail, wait_until
-
-
-def openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
-
-
-def make_certs(d: Path) -> None:
-    """A CA, a certificate for the log host (localhost) and one for web1; another CA that signed neither."""
-    d.mkdir()
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", "/CN=journal CA",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-            "-keyout", "ca.key", "-out", "ca.pem", cwd=d)
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", "/CN=other CA",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-            "-keyout", "other.key", "-out", "other.pem", cwd=d)
-    for h in ("localhost", "web1"):
-        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={h}", "-keyout", f"{h}.key",
-                "-out", f"{h}.csr", cwd=d)
-        (d / f"{h}.ext").write_text(f"subjectAltName=DNS:{h}\nauthorityKeyIdentifier=keyid,issuer\n"
-                                   "subjectKeyIdentifier=hash\n")
-        openssl("x509", "-req", "-in", f"{h}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-                "-days", "30", "-extfile", f"{h}.ext", "-out", f"{h}.pem", cwd=d)
+from kit.fleet import MSG_MAIL, REMOTE, UPLOAD, Host, mail_ids, remote_entries
+from kit.net import free_port, make_ca
+from kit.support import run_sendmail, wait_until
 
 
 @pytest.mark.parametrize(
@@ -47,8 +26,9 @@ def make_certs(d: Path) -> None:
 )
 def test_upload_over_https(hosts: list[Host], bindir: Path, tmp_path: Path,
                            client: str | None, trust: str, arrives: bool) -> None:
-    certs = tmp_path / "certs"
-    make_certs(certs)
+    certs = tmp_path / "certs"  # a CA, certificates it signed for the log host (localhost) and web1; another CA
+    make_ca(certs, "localhost", "web1")
+    make_ca(certs, ca="other")
     host = hosts[0]
     env = {"PATH": "/usr/bin:/bin", "JOURNAL_SENDMAIL_CONFIG": str(host.config())}
     p = run_sendmail(bindir, ["-v", "-i", "root"], b"Subject: over TLS\n\nhello\n", env=env)

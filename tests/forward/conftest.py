@@ -1,28 +1,24 @@
-"""Fixtures for the forwarder; the helpers are in forwardkit.py."""
+"""Fixtures for the forwarder; the helpers are in kit/forward.py."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-sys.path.insert(0, str(Path(__file__).parent.parent / "reader"))
-import forwardkit
+from kit.forward import Smarthost, Webhook
 
 
 @pytest.fixture
-def smarthost() -> Iterator[forwardkit.Smarthost]:
-    s = forwardkit.Smarthost().start()
+def smarthost() -> Iterator[Smarthost]:
+    s = Smarthost().start()
     yield s
     s.stop()
 
 
 @pytest.fixture
-def webhook() -> Iterator[forwardkit.Webhook]:
-    w = forwardkit.Webhook()
+def webhook() -> Iterator[Webhook]:
+    w = Webhook()
     yield w
     w.stop()
 

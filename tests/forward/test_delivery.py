@@ -11,19 +11,15 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-import harness
 import pytest
-from forwardkit import Smarthost, Webhook, events, forward, make_ca, spawn_forward
-from readerkit import wait_until
-from test_forward import dests, store
+from kit import harness
+from kit.forward import Smarthost, Webhook, dests, events, forward, spawn_forward, store, subjects
+from kit.net import make_ca
+from kit.reader import wait_until
 
 Sendmail = Callable[..., subprocess.CompletedProcess[bytes]]
 Config = Callable[[str], Path]
 ALL = '[source]\nstart = "all"\n[[rule]]\nname = "all"\nmatch = { subject = "alert*" }\nroute = ["ops", "chat"]\n'
-
-
-def subjects(host: Smarthost) -> Counter[str]:
-    return Counter(m.header("Subject").split("] ", 1)[1] for m in host.received)
 
 
 def test_a_relay_that_refuses_5xx_is_given_up_at_once_and_never_holds_back_the_webhook(
@@ -93,7 +89,8 @@ def test_max_age_gives_a_mail_up(
 def test_starttls_with_a_test_ca_and_auth_from_a_root_only_password_file(
     journald: harness.Journald, sendmail: Sendmail, config: Config, tmp_path: Path
 ) -> None:
-    ca, cert, key = make_ca(tmp_path)
+    ca, certs = make_ca(tmp_path, "localhost")
+    cert, key = certs["localhost"]
     tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     tls.load_cert_chain(cert, key)
     host = Smarthost(tls=tls, users={"loghost": "s3cret"}).start()
@@ -122,7 +119,8 @@ def test_starttls_with_a_test_ca_and_auth_from_a_root_only_password_file(
 def test_smtps_checks_the_certificate(
     journald: harness.Journald, sendmail: Sendmail, config: Config, tmp_path: Path
 ) -> None:
-    ca, cert, key = make_ca(tmp_path)
+    ca, certs = make_ca(tmp_path, "localhost")
+    cert, key = certs["localhost"]
     tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     tls.load_cert_chain(cert, key)
     host = Smarthost(tls=tls, smtps=True).start()
@@ -169,7 +167,7 @@ def test_a_mail_in_the_journal_twice_is_sent_once(
     """journal-upload re-sends the entry at its saved cursor after a restart: same MAIL_ID, same sender."""
     import hashlib
 
-    from readerkit import write_entry
+    from kit.reader import write_entry
 
     from journal_sendmail.record import MSG_MAIL
 

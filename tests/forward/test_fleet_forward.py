@@ -14,20 +14,15 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import harness
 import pytest
-from forwardkit import Smarthost, forward
-from support import run_sendmail, wait_until
-from test_delivery import subjects
-from test_forward import dests
-
-sys.path.insert(0, str(Path(__file__).parent.parent / "fleet"))
-import fleetkit
+from kit import fleet as fleetkit
+from kit import harness
+from kit.forward import Smarthost, dests, forward, subjects
+from kit.support import run_sendmail, wait_until
 
 Config = Callable[[str], Path]
 FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"

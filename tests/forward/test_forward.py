@@ -7,48 +7,12 @@ Mail is stored through the program under test (the ``sendmail`` fixture), then
 from __future__ import annotations
 
 import hashlib
-import subprocess
-from collections.abc import Callable
 from pathlib import Path
 
-import harness
 import pytest
-from forwardkit import Smarthost, Webhook, attachment, events, forward
-from readerkit import message, ok, run_jm
-
-Sendmail = Callable[..., subprocess.CompletedProcess[bytes]]
-Config = Callable[[str], Path]
-
-
-def dests(smtp: Smarthost, hook: Webhook | None = None, extra: str = "") -> str:
-    text = f"""
-[destination.ops]
-type = "smtp"
-url = "smtp://127.0.0.1:{smtp.port}"
-from = "journal-mail@loghost.example.org"
-to = ["ops@example.org"]
-timeout = "10s"
-{extra}
-"""
-    if hook is not None:
-        text += f"""
-[destination.chat]
-type = "webhook"
-url = "{hook.url}"
-timeout = 10
-"""
-    return text
-
-
-def store(sendmail: Sendmail, *subjects: str, body: str = "hello\n", extra: str = "") -> None:
-    for s in subjects:
-        r = sendmail(["-i", "root"], message(s, body, extra=extra))
-        assert r.returncode == 0, r.stderr
-
-
-def mail_ids(subject: str) -> list[str]:
-    return [harness.one(e["MAIL_ID"]).decode() for e in harness.read_entries(["MAIL_SUBJECT=" + subject])]
-
+from kit import harness
+from kit.forward import Config, Sendmail, Smarthost, Webhook, attachment, dests, events, forward, mail_ids, store
+from kit.reader import ok, run_jm
 
 ROUTES = """
 [source]

@@ -8,7 +8,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from support import ROOT
+from kit.support import ROOT
 
 from journal_sendmail.reader.forward import config
 

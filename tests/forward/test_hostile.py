@@ -22,13 +22,11 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import harness
 import pytest
-from forwardkit import Hostile, Smarthost, Webhook, events, forward, make_ca, spawn_forward
-from readerkit import ENV, READER, wait_until
-from test_delivery import subjects
-from test_forged import NOBODY, forge
-from test_forward import dests, store
+from kit import harness
+from kit.forward import Hostile, Smarthost, Webhook, dests, events, forward, spawn_forward, store, subjects
+from kit.net import make_ca
+from kit.reader import ENV, NOBODY, READER, forge, wait_until
 
 from journal_sendmail.record import MSG_MAIL
 
@@ -282,7 +280,8 @@ def test_state_files_are_private_when_run_by_hand_with_a_loose_umask(
 def test_a_webhook_honours_cafile(
     journald: harness.Journald, sendmail: Sendmail, config: Config, tmp_path: Path
 ) -> None:
-    ca, cert, key = make_ca(tmp_path)
+    ca, certs = make_ca(tmp_path, "localhost")
+    cert, key = certs["localhost"]
     tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     tls.load_cert_chain(cert, key)
     hook = Webhook(tls=tls)

@@ -10,12 +10,9 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-import harness
-from forwardkit import Smarthost, events, forward, spawn_forward
-from readerkit import wait_until
-from test_delivery import subjects
-from test_forged import NOBODY, forge
-from test_forward import dests, mail_ids, store
+from kit import harness
+from kit.forward import Smarthost, dests, events, forward, mail_ids, spawn_forward, store, subjects
+from kit.reader import NOBODY, forge, wait_until
 
 from journal_sendmail.record import MSG_MAIL
 

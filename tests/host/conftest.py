@@ -4,14 +4,11 @@ and booted containers with the package installed (one boot per module)."""
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-from hostkit import Host, HostError, NetNS, ensure_root
+from kit.host import Host, HostError, NetNS, ensure_root
 
 
 @pytest.fixture(scope="session")

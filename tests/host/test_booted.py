@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from hostkit import Host
+from kit.host import Host
 
 MSG_MAIL = "4cf50392e5a34635904ffaeffb43b172"
 MSG_CONFIG = "c66f6fa4eeab4705b30209695349ff94"

@@ -12,7 +12,7 @@ import shlex
 from typing import Any
 
 import pytest
-from hostkit import Host
+from kit.host import Host
 
 pytestmark = pytest.mark.slow
 

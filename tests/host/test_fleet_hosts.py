@@ -6,20 +6,16 @@ read on B with ``journal-mail -D /var/log/journal/remote``."""
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hostkit import Host, HostError
+from kit.host import Host, HostError
+from kit.net import make_ca
 
 pytestmark = pytest.mark.slow
 
 CERTS = "/mnt/certs"
-
-
-def openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -27,16 +23,7 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A CA, and a certificate for the log host (loghost) and for host A."""
     d = tmp_path_factory.mktemp("certs")
     d.chmod(0o755)
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", "/CN=journal CA",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-            "-keyout", "ca.key", "-out", "ca.pem", cwd=d)
-    for h in ("loghost", "jsm-a"):
-        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={h}", "-keyout", f"{h}.key",
-                "-out", f"{h}.csr", cwd=d)
-        (d / f"{h}.ext").write_text(f"subjectAltName=DNS:{h}\nauthorityKeyIdentifier=keyid,issuer\n"
-                                   "subjectKeyIdentifier=hash\n")
-        openssl("x509", "-req", "-in", f"{h}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-                "-days", "30", "-extfile", f"{h}.ext", "-out", f"{h}.pem", cwd=d)
+    make_ca(d, "loghost", "jsm-a")
     for f in d.iterdir():
         f.chmod(0o644)  # copied into the hosts with the modes fleet.md gives
     return d

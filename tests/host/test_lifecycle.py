@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from hostkit import Host, old_deb
+from kit.host import Host, old_deb
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from hostkit import Host
+from kit.host import Host
 
 MSG_MAIL = "4cf50392e5a34635904ffaeffb43b172"
 SOCKET = "/run/journal-mail/web.sock"

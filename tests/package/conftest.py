@@ -6,15 +6,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-from pkgcheck import BASE_TARBALL, CACHE, SUITE, find_mirror, run
+from kit.package import BASE_TARBALL, CACHE, SUITE, find_mirror, run
 
 
 @pytest.fixture(scope="session")

@@ -6,9 +6,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import harness
 import pytest
-from pkgcheck import ROOT, SANE_PATH, run
+from kit import harness
+from kit.package import ROOT, SANE_PATH, run
 
 
 def installed_md5sums() -> str:

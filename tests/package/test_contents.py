@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
-from pkgcheck import ROOT, run
+from kit.package import ROOT, run
 
 IDS = (
     "4cf50392e5a34635904ffaeffb43b172",

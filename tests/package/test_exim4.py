@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from pkgcheck import in_chroot, run
+from kit.package import in_chroot, run
 
 LINKS = ("/usr/sbin/sendmail", "/usr/lib/sendmail", "/usr/bin/mailq", "/usr/bin/newaliases")
 # Enabled on install?  The exporter is opt-in.

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pkgcheck import run
+from kit.package import run
 
 
 def test_lintian_is_clean(deb: Path, capsys: pytest.CaptureFixture[str]) -> None:

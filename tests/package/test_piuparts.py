@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pkgcheck import SUITE, run
+from kit.package import SUITE, run
 
 
 def test_piuparts_install_purge(deb: Path, base_tarball: Path, mirror: str, tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from pkgcheck import ROOT, run
+from kit.package import ROOT, run
 
 JUNK = (".git", "deb_dist", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache",
         ".mypy_cache", ".ruff_cache", ".hypothesis", "*.tar.gz")

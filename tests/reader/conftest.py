@@ -1,35 +1,31 @@
-"""Fixtures for journal-mail; the helpers are in readerkit.py (``conftest`` is tests/conftest.py's name)."""
+"""Fixtures for journal-mail; the helpers are in reader.py (``conftest`` is tests/conftest.py's name)."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from subprocess import CompletedProcess
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-import harness
-import readerkit
+from kit import harness, reader
 
 
 @pytest.fixture
 def jm() -> Callable[..., CompletedProcess[bytes]]:
     """Run journal-mail (the source tree, or the installed one) to completion."""
-    return readerkit.run_jm
+    return reader.run_jm
 
 
 @pytest.fixture
 def persistent_journald(journald: harness.Journald) -> Iterator[harness.Journald]:
     """The ``journald`` fixture, flushed to /var/log/journal (where per-user files live)."""
-    readerkit.flush_to_persistent(journald)
+    reader.flush_to_persistent(journald)
     yield journald
 
 
 @pytest.fixture
-def exporter(tmp_path: Path) -> Iterator[readerkit.Exporter]:
-    e = readerkit.Exporter(tmp_path)
+def exporter(tmp_path: Path) -> Iterator[reader.Exporter]:
+    e = reader.Exporter(tmp_path)
     yield e
     if e.proc is not None:
         e.proc.kill()

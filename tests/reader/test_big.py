@@ -10,9 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import harness
 import pytest
-from readerkit import ok, records, run_jm, write_entry
+from kit import harness
+from kit.reader import ok, records, run_jm, write_entry
 
 from journal_sendmail.record import MSG_MAIL, MSG_PART
 
@@ -42,7 +42,7 @@ def test_30mb_message_is_exported_byte_exact(journald: harness.Journald, sendmai
     ok(run_jm("export", "--format", "eml", "-o", str(tmp_path / "eml")))
     (eml,) = (tmp_path / "eml").iterdir()
     assert hashlib.sha256(eml.read_bytes()).hexdigest() == digest
-    from support import json_raw, mboxrd_unescape
+    from kit.support import json_raw, mboxrd_unescape
 
     (exported,) = records(run_jm("export", "--format", "json"))
     assert hashlib.sha256(json_raw(exported)).hexdigest() == digest
@@ -88,7 +88,7 @@ def test_damaged_mail_is_reported_and_not_written(journald: harness.Journald, se
         assert f"mail {bad_id} is damaged: its SHA-256 does not match" in err
         assert missing_id.encode() not in proc.stdout and b"bad digest" not in proc.stdout
         if fmt == "json":
-            from support import json_raw
+            from kit.support import json_raw
 
             got = [json.loads(line) for line in proc.stdout.splitlines()]
             assert [json_raw(r) for r in got] == [raw, b"Subject: small and fine\n\nok\n"]

@@ -13,9 +13,9 @@ import subprocess
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import harness
 import pytest
-from readerkit import write_entry
+from kit import harness
+from kit.reader import write_entry
 
 from journal_sendmail.reader import source as fields
 from journal_sendmail.reader.entry import WITHHELD, to_entry

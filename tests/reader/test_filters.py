@@ -17,9 +17,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import harness
 import pytest
-from readerkit import USER_UID, as_user, flush_to_persistent, records, run_jm, wait_until, write_entry
+from kit import harness
+from kit.reader import USER_UID, as_user, flush_to_persistent, records, run_jm, wait_until, write_entry
 
 RELAY = "relay-7"  # the hostname of the namespaced journald
 NS = "relay"

@@ -14,10 +14,10 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-import harness
 import pytest
-from readerkit import Entry, as_host, export, message, ok, parse_export, records, remote, run_jm
-from support import json_raw
+from kit import harness
+from kit.reader import Entry, as_host, export, message, ok, parse_export, records, remote, run_jm
+from kit.support import json_raw
 
 from journal_sendmail.record import MSG_MAIL
 

@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import harness
 import pytest
-from readerkit import ROOT, Exporter, spawn_jm, wait_until
+from kit import harness
+from kit.reader import ROOT, Exporter, spawn_jm, wait_until
 
 Sendmail = Callable[..., subprocess.CompletedProcess[bytes]]
 LOGROTATE = ROOT / "conf" / "journal-sendmail.logrotate"

@@ -21,56 +21,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import harness
 import pytest
-from readerkit import ENV, READER, Exporter, as_user, wait_until
-from support import json_raw
+from kit import harness
+from kit.reader import ENV, NOBODY, READER, Exporter, forge, wait_until
+from kit.support import json_raw
 
 from journal_sendmail.record import MSG_MAIL, MSG_PART
 
 Sendmail = Callable[..., subprocess.CompletedProcess[bytes]]
-NOBODY = 65534
 CAP = 200 * 1024 * 1024  # bytes: the most any reader run may use here
 FLOOD = 10_000
-
-# The attacker's writer: entries as JSON (values latin-1 strings), plus a flood.
-FORGER = r"""
-import fcntl, hashlib, json, os, socket, sys
-spec = json.load(sys.stdin)
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-s.connect("/run/systemd/journal/socket")
-def send(fields):
-    out = b""
-    for name, value in fields:
-        v = value.encode("latin-1")
-        out += name.encode() + b"\n" + len(v).to_bytes(8, "little") + v + b"\n"
-    if len(out) < 100_000:
-        s.send(out)
-        return
-    fd = os.memfd_create("forged", os.MFD_ALLOW_SEALING)  # too big for a datagram: a sealed memfd
-    os.write(fd, out)
-    fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE)
-    s.sendmsg([], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fd.to_bytes(4, "little"))])
-    os.close(fd)
-for fields in spec["entries"]:
-    send(fields)
-for n in range(spec["flood"]):
-    if n % 2:  # a self-consistent mail of nobody's: a mail, shown as nobody's
-        raw = "Subject: flood %d\n\nforged\n" % n
-        send([("MESSAGE", "flood"), ("MESSAGE_ID", spec["mail"]), ("MAIL_ID", "%032x" % (n + 1 << 64)),
-              ("MAIL_RCPT", "root"), ("MAIL_SUBJECT", "flood %d" % n), ("MAIL_SIZE", str(len(raw))),
-              ("MAIL_SHA256", hashlib.sha256(raw.encode()).hexdigest()), ("MAIL_RAW", raw)])
-    else:  # a billion parts, every one of them
-        send([("MESSAGE", "flood"), ("MESSAGE_ID", spec["mail"]), ("MAIL_ID", "%032x" % (n + 1 << 64)),
-              ("MAIL_SIZE", "5"), ("MAIL_PARTS", "1000000000"), ("MAIL_PART", "1"), ("MAIL_RAW", "x" * 5)])
-"""
-
-
-def forge(entries: list[list[tuple[str, str]]], flood: int = 0) -> None:
-    spec = {"entries": entries, "flood": flood, "mail": MSG_MAIL}
-    subprocess.run([*as_user(NOBODY), "/usr/bin/python3", "-I", "-c", FORGER], input=json.dumps(spec).encode(),
-                   check=True, timeout=300, cwd="/")
-
 
 def capped(*args: str, out: Path) -> tuple[int, bytes, int]:
     """journal-mail ARGS as root under a hard memory cap: (exit code, stderr, peak RSS in bytes).

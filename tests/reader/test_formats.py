@@ -14,9 +14,9 @@ import termios
 from collections.abc import Callable
 from pathlib import Path
 
-import harness
 import pytest
-from readerkit import DATA, ENV, READER, ok, records, run_jm
+from kit import harness
+from kit.reader import DATA, ENV, READER, ok, records, run_jm
 
 SAMPLES = ["qp-latin1.eml", "base64-utf8.eml", "multipart-attachment.eml", "from-lines.eml", "escape-sequences.eml"]
 BINARY = b"From: bin@example.org\nSubject: binary\n\n\x00\xff\xfe 8-bit \xe9t\xe9\r\nFrom \x01\n"
@@ -146,7 +146,7 @@ def test_show_pages_on_a_terminal_only(stored: list[bytes], tmp_path: Path) -> N
 
 
 def test_export_mbox_reads_back_in_python_and_mutt(stored: list[bytes], tmp_path: Path) -> None:
-    from support import mboxrd_unescape
+    from kit.support import mboxrd_unescape
 
     box_path = tmp_path / "mail.mbox"
     ok(run_jm("export", "--format", "mbox", "-o", str(box_path)))
@@ -191,7 +191,7 @@ def test_export_eml_one_exact_file_per_mail(stored: list[bytes], tmp_path: Path)
 
 
 def test_export_json_lines_carry_exact_bytes(stored: list[bytes]) -> None:
-    from support import json_raw
+    from kit.support import json_raw
 
     recs = records(run_jm("export", "--format", "json"))
     assert [json_raw(r) for r in recs] == stored

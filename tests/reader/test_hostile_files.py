@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from readerkit import as_user, message, run_jm, spawn_jm, wait_until
+from kit.reader import as_user, message, run_jm, spawn_jm, wait_until
 
 NOBODY = 65534
 ORIGINAL = b"* * * * * root true # root's own file\n"

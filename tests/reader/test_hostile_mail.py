@@ -26,15 +26,14 @@ import os
 import re
 import shlex
 import subprocess
-import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import harness
 import pytest
-from readerkit import ENV, FORGED_IDS, READER, as_user, forge_big_raws, run_jm
-from support import json_raw, wait_until
+from kit import harness
+from kit.net import Recorder
+from kit.reader import ENV, FORGED_IDS, READER, as_user, forge_big_raws, run_jm
+from kit.support import json_raw, wait_until
 
 from journal_sendmail.record import MSG_MAIL
 
@@ -163,22 +162,9 @@ def test_forged_100MiB_raws_cost_readers_at_most_200MiB(payload: str, persistent
     index_env = {**ENV, "JOURNAL_MAIL_INDEX_DIR": str(tmp_path / "index")}
     conf = tmp_path / "forward.toml"
     (tmp_path / "state").mkdir(mode=0o700)
-    posts: list[bytes] = []
-
-    class Hook(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            posts.append(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *a: object) -> None:
-            pass
-
-    hook = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    hook = Recorder().start()
     conf.write_text(f'state_dir = "{tmp_path / "state"}"\n[source]\nstart = "all"\n[destination.ops]\n'
-                    f'type = "webhook"\nurl = "http://127.0.0.1:{hook.server_address[1]}/h"\n[[rule]]\n'
+                    f'type = "webhook"\nurl = "{hook.url}/h"\n[[rule]]\n'
                     'name = "all"\nroute = ["ops"]\n')
     runs: list[tuple[str, list[str], dict[str, str], tuple[int, ...]]] = [
         ("list -n 10", ["list", "-n", "10", "--no-index"], ENV, (0,)),
@@ -220,11 +206,10 @@ def test_forged_100MiB_raws_cost_readers_at_most_200MiB(payload: str, persistent
         if what == "forward --dry-run":
             assert all(i.encode() in out for i in ids), out[-2000:]
         if what == "forward --once":  # it went past every forged entry: the genuine mail after them is sent
-            sent = b"\n".join(posts)
+            sent = b"\n".join(body for _, body in hook.posts)
             assert all(s in sent for s in (b"genuine before", b"genuine in parts", b"genuine after")), sent[-2000:]
             assert b"x" * 64 not in sent
-    hook.shutdown()
-    hook.server_close()
+    hook.stop()
     out, rss = follow_peak(["-n", "20"], b"genuine after", tmp_path)
     peaks["follow"] = rss
     print(f"{payload}: follow: {rss / 2**20:.0f} MiB")

@@ -12,19 +12,18 @@ hour behind.  Every answer with the index must equal the answer without it.
 from __future__ import annotations
 
 import grp
-import hashlib
 import json
 import os
-import random
 import sqlite3
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import harness
 import pytest
-from readerkit import (
+from kit import harness
+from kit.index import INDEX_DIR, LONG_WORD, both, fill, send
+from kit.reader import (
     USER_UID,
     as_host,
     as_user,
@@ -38,44 +37,7 @@ from readerkit import (
     write_entry,
 )
 
-from journal_sendmail import body, headers, record
-
-INDEX_DIR = Path("/var/lib/journal-mail/index")  # a tmpfs of the test namespace (harness.PRIVATE_DIRS)
-CALLERS = ["cron", "anacron", "sudo", "php-fpm8.2", "mdadm", "unattended-upgr"]
-SENDERS = ["root", "www-data", "backup@example.org", "alice@example.com"]
-RCPTS = ["root", "ops@example.org", "admin@example.org", "alice@example.com"]
-WORDS = ["disk", "full", "DegradedArray", "backup", "done", "überfällig", "grüße", "reboot", "required", "ok"]
-LONG_WORD = "needle-after-the-cut"
-
-
-def fill(n: int, seed: int = 7) -> None:
-    """``n`` varied mails written in-process with the project's own record and sender."""
-    rng = random.Random(seed)
-    for i in range(n):
-        words = " ".join(rng.choice(WORDS) for _ in range(rng.randrange(2, 12)))
-        rcpts = rng.sample(RCPTS, rng.choice((1, 1, 2, 3)))
-        subject = rng.choice([f"Cron <root@web1> job {i % 17}", f"{rng.choice(WORDS)} report {i % 5}",
-                              "=?utf-8?q?Gr=C3=BC=C3=9Fe?= aus Köln", f"DegradedArray event {i % 3}"])
-        raw = (f"From: {rng.choice(SENDERS)}\nTo: {', '.join(rcpts)}\nSubject: {subject}\n"
-               f"Content-Type: text/plain; charset=utf-8\n\nrun {i}: {words}\n").encode()
-        hdrs = headers.parse(raw)
-        text, _ = body.readable_text(raw, hdrs.content)
-        comm = rng.choice(CALLERS)
-        mail = record.Mail(
-            mail_id=os.urandom(16).hex(), envelope_from=rng.choice(SENDERS), recipients=rcpts, headers=hdrs.values,
-            size=len(raw), sha256=hashlib.sha256(raw).hexdigest(), argv=("sendmail", "-i", *rcpts),
-            invoked_as="sendmail", text=text,
-            caller={"MAIL_CALLER_PID": str(100 + i), "MAIL_CALLER_COMM": comm, "MAIL_CALLER_EXE": f"/usr/bin/{comm}"},
-            extra=[("MAIL_SPOOLED", b"yes"), ("MAIL_SPOOL_UID", b"0"),
-                   ("MAIL_SUBMITTED_AT", b"2026-11-20T10:00:00Z")] if i % 97 == 0 else [],
-        )
-        write_entry(record.mail_fields(mail, raw, 1))
-
-
-def send(bindir: Path, args: list[str], data: bytes, prefix: list[str] | None = None,
-         env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([*(prefix or []), str(bindir / "sendmail"), *args], input=data, capture_output=True,
-                          env={"PATH": "/usr/bin:/bin", **(env or {})}, timeout=60)
+from journal_sendmail import record
 
 
 def special(bindir: Path, tmp: Path, tag: str) -> None:
@@ -184,11 +146,6 @@ def corpus(bindir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[C
         yield Corpus(central, boot, copies, twice, tmp / "fleet")
     finally:
         j.stop()
-
-
-def both(*args: str) -> tuple[bytes, bytes]:
-    """Output of journal-mail ARGS with the index and with --no-index."""
-    return ok(run_jm(*args)), ok(run_jm(*args, "--no-index"))
 
 
 FILTERS = [

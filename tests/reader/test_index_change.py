@@ -9,10 +9,10 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import harness
 import pytest
-from readerkit import flush_to_persistent, ok, run_jm, spawn_jm, wait_until
-from test_index import INDEX_DIR, both, fill, send
+from kit import harness
+from kit.index import INDEX_DIR, both, fill, send
+from kit.reader import flush_to_persistent, ok, run_jm, spawn_jm, wait_until
 
 
 def count_rows(name: str = "local.sqlite3") -> int:

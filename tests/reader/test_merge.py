@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from readerkit import export, remote
+from kit.reader import export, remote
 
 from journal_sendmail import record
 from journal_sendmail.reader import index, indexed, query

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support import json_raw, mboxrd_unescape
+from kit.support import json_raw, mboxrd_unescape
 
 from journal_sendmail.errors import DamagedMail
 from journal_sendmail.reader import cli, render

@@ -11,9 +11,9 @@ import json
 import os
 from collections.abc import Iterator
 
-import harness
 import pytest
-from readerkit import records, run_jm, write_entry
+from kit import harness
+from kit.reader import records, run_jm, write_entry
 
 from journal_sendmail import record
 

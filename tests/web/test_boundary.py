@@ -16,15 +16,12 @@ import json
 import os
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-from conftest import Serve, free_port, start_serve, stop
-from webkit import CRON, MDADM
+from kit.net import free_port
+from kit.web import CRON, MDADM, Serve, start_serve, stop
 
 NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
 ADMIN_UID = 4343  # "jm-admin", in adm: what Debian's installer makes of the first user
@@ -176,14 +173,14 @@ def test_nobody_gets_no_mail_an_admin_does(inbox: Serve, journal_group: None, ad
 def test_an_ordinary_users_server_is_his_own(inbox: Serve, admin_user: None, bindir: Path) -> None:
     """An ordinary user's own server shows his mail to him (and root) only: not to nobody,
     not even to an admin (who reads it with journalctl, not through his server)."""
-    import readerkit
+    from kit import reader
 
-    user = readerkit.as_user(readerkit.USER_UID)
+    user = reader.as_user(reader.USER_UID)
     p = subprocess.run([*user, str(bindir / "sendmail"), "-i", "root"], input=b"Subject: mine\n\nmine\n",
                        capture_output=True, env={"PATH": "/usr/bin:/bin"}, timeout=60)
     assert p.returncode == 0, p.stderr
-    readerkit.wait_until(lambda: b"mine" in inbox.get("/api/mails")[2], what="the user's mail")
-    url, proc = start_serve(user=readerkit.USER_UID)
+    reader.wait_until(lambda: b"mine" in inbox.get("/api/mails")[2], what="the user's mail")
+    url, proc = start_serve(user=reader.USER_UID)
     try:
         status, body = ask(user, url, "/api/mails")
         assert status == 200 and [json.loads(line)["subject"] for line in body.splitlines()] == ["mine"]
@@ -247,7 +244,7 @@ def test_auth_on_the_unix_socket(inbox: Serve, password_file: Path, unix_dir: No
 def test_without_auth_never_beyond_the_loopback() -> None:
     addr = non_loopback_address()
     assert addr is not None
-    import readerkit
+    from kit import reader
 
-    p = readerkit.run_jm("serve", "--listen", f"{addr}:{free_port()}")
+    p = reader.run_jm("serve", "--listen", f"{addr}:{free_port()}")
     assert p.returncode == 64 and b"without --auth" in p.stderr

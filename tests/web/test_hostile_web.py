@@ -10,26 +10,17 @@ from __future__ import annotations
 import re
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "reader"))
-import harness
-import readerkit
-from support import wait_until
+from kit import harness, reader
+from kit.net import free_port
+from kit.support import wait_until
 
 NOBODY = 65534
 CAP = 200 * 1024 * 1024
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def peak(pid: int) -> int:
@@ -50,8 +41,8 @@ def get(url: str) -> tuple[int, bytes, float]:
 
 def serve(port: int, prefix: list[str] | None = None) -> subprocess.Popen[bytes]:
     """``journal-mail serve`` on 127.0.0.1:PORT (after ``prefix``, e.g. a prlimit)."""
-    return subprocess.Popen([*(prefix or []), *readerkit.READER, "serve", "--listen", f"127.0.0.1:{port}"],
-                            env=readerkit.ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen([*(prefix or []), *reader.READER, "serve", "--listen", f"127.0.0.1:{port}"],
+                            env=reader.ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 def listening(proc: subprocess.Popen[bytes], port: int) -> str:
@@ -73,7 +64,7 @@ def test_hostile_headers_cost_the_web_inbox_a_bounded_amount(size: int, journald
                                                             bindir: Path) -> None:
     unit = b"=?utf-8?q?a?= "
     mail = b"From: nobody\nTo: root\nSubject: " + unit * (size // len(unit)) + b"\n\nthe body\n"
-    p = subprocess.run([*readerkit.as_user(NOBODY), str(bindir / "sendmail"), "-v", "-t"], input=mail,
+    p = subprocess.run([*reader.as_user(NOBODY), str(bindir / "sendmail"), "-v", "-t"], input=mail,
                        capture_output=True, timeout=60, cwd="/")
     assert p.returncode == 0, p.stderr
     mail_id = re.search(rb"mail ([0-9a-f]{32})", p.stderr).group(1).decode()  # type: ignore[union-attr]
@@ -102,12 +93,12 @@ def test_forged_100MiB_raws_cost_the_web_inbox_at_most_200MiB(payload: str, jour
     """uid nobody's 8 forged entries with a 100 MiB MAIL_RAW and a forged 100 MiB part: GET /,
     /mail/ID of each, the genuine mails' raw byte-exact, the server's peak (VmHWM) within 200 MiB.
     No prlimit cap: under one python-systemd hides a failed allocation (fields go missing)."""
-    readerkit.flush_to_persistent(journald)
+    reader.flush_to_persistent(journald)
     genuine = [b"Subject: genuine before\n\nreal 1\n", b"Subject: genuine after\n\nreal 2\n"]
     ids = []
     for n, mail in enumerate(genuine):
         if n == 1:
-            readerkit.forge_big_raws(journald, payload)
+            reader.forge_big_raws(journald, payload)
         p = subprocess.run([str(bindir / "sendmail"), "-v", "root"], input=mail, capture_output=True, timeout=60)
         assert p.returncode == 0, p.stderr
         ids.append(re.search(rb"mail ([0-9a-f]{32})", p.stderr).group(1).decode())  # type: ignore[union-attr]
@@ -119,7 +110,7 @@ def test_forged_100MiB_raws_cost_the_web_inbox_at_most_200MiB(payload: str, jour
         status, page, _ = get(url + "/")
         assert status == 200 and b"genuine before" in page and b"genuine after" in page, (status, page[-2000:])
         assert b"xxxxxxxx" not in page
-        for mail_id in readerkit.FORGED_IDS:
+        for mail_id in reader.FORGED_IDS:
             status, body, _ = get(f"{url}/mail/{mail_id}")
             assert status in (200, 404, 409), (mail_id, status, body[-1000:])
             assert b"xxxxxxxx" not in body

@@ -12,17 +12,14 @@ import signal
 import sqlite3
 import ssl
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-import readerkit
-from conftest import Serve, free_port, start_serve, stop
-from webkit import ALT, BACKUP, CRON, HOSTILE, HTML, LATIN, MDADM, SPLIT
+from kit import reader
+from kit.net import free_port, make_ca
+from kit.web import ALT, BACKUP, CRON, HOSTILE, HTML, LATIN, MDADM, SPLIT, Serve, start_serve, stop
 
 PAGES = ["/", "/?q=degraded", "/stats", "/api/mails", "/static/style.css"]
 
@@ -52,7 +49,7 @@ def test_api_is_list_json(inbox: Serve) -> None:
                            ("?n=3", ["-n", "3"])]:
         _, headers, body = inbox.get("/api/mails" + query)
         assert headers["Content-Type"].startswith("application/x-ndjson")
-        assert body == readerkit.ok(readerkit.run_jm("list", "--json", *options)), query
+        assert body == reader.ok(reader.run_jm("list", "--json", *options)), query
     assert len(body.splitlines()) == 3
 
 
@@ -63,8 +60,8 @@ def test_directory_source(inbox: Serve) -> None:
     try:
         s = Serve(url, proc)
         for query, options in [("", []), ("?to=ops@example.org", ["--to", "ops@example.org"])]:
-            assert s.get("/api/mails" + query)[2] == readerkit.ok(
-                readerkit.run_jm("-D", str(directory), "list", "--json", *options)), query
+            assert s.get("/api/mails" + query)[2] == reader.ok(
+                reader.run_jm("-D", str(directory), "list", "--json", *options)), query
         page = s.get(f"/mail/{inbox.ids[MDADM]}")[2].decode()
         assert f"journal-mail -D {directory} show {inbox.ids[MDADM]}" in page
         assert s.get(f"/mail/{inbox.ids[SPLIT]}/raw")[2] == inbox.mails[SPLIT]
@@ -127,8 +124,8 @@ def test_foreign_host_header_refused(inbox: Serve) -> None:
 @pytest.fixture
 def password_file(tmp_path: Path) -> Path:
     """A password file made the documented way (python3 -m journal_sendmail.reader.web.auth NAME)."""
-    env = readerkit.ENV if readerkit.INSTALLED else {**readerkit.ENV, "PYTHONPATH": str(readerkit.SRC)}
-    line = readerkit.ok(subprocess.run(["/usr/bin/python3", "-m", "journal_sendmail.reader.web.auth", "admin"],
+    env = reader.ENV if reader.INSTALLED else {**reader.ENV, "PYTHONPATH": str(reader.SRC)}
+    line = reader.ok(subprocess.run(["/usr/bin/python3", "-m", "journal_sendmail.reader.web.auth", "admin"],
                                        input=b"s3cret\n", capture_output=True, env=env))
     assert line.startswith(b"admin:scrypt$")
     path = tmp_path / "passwords"
@@ -152,13 +149,11 @@ def test_auth(inbox: Serve, password_file: Path) -> None:
 
 def test_tls(inbox: Serve, password_file: Path, tmp_path: Path) -> None:
     """--tls-cert/--tls-key: HTTPS, with the password asked for over it."""
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True, timeout=60)
+    ca, certs = make_ca(tmp_path, "localhost")
+    cert, key = certs["localhost"]
     url, proc = start_serve("--auth", str(password_file), "--tls-cert", str(cert), "--tls-key", str(key))
     try:
-        context = ssl.create_default_context(cafile=str(cert))
-        context.check_hostname = False
+        context = ssl.create_default_context(cafile=str(ca))  # the certificate names 127.0.0.1 too
         good = base64.b64encode(b"admin:s3cret").decode()
         req = urllib.request.Request(url.replace("http:", "https:") + "/api/mails?n=1",
                                      headers={"Authorization": f"Basic {good}"})
@@ -171,7 +166,7 @@ def test_tls(inbox: Serve, password_file: Path, tmp_path: Path) -> None:
 
 
 def test_bad_tls_key(password_file: Path) -> None:
-    p = readerkit.run_jm("serve", "--listen", f"127.0.0.1:{free_port()}", "--tls-cert", "/etc/hostname",
+    p = reader.run_jm("serve", "--listen", f"127.0.0.1:{free_port()}", "--tls-cert", "/etc/hostname",
                          "--tls-key", "/etc/hostname")
     assert p.returncode == 78, p.stderr
 
@@ -184,14 +179,14 @@ def test_bad_tls_key(password_file: Path) -> None:
     (["--auth", "/nonexistent/passwords"], 78),
 ], ids=["any-ipv4-without-auth", "any-ipv6-without-auth", "bad-listen", "cert-without-key", "missing-auth-file"])
 def test_refuses(args: list[str], code: int) -> None:
-    p = readerkit.run_jm("serve", *args)
+    p = reader.run_jm("serve", *args)
     assert p.returncode == code, p.stderr
 
 
 def test_bad_auth_file(tmp_path: Path) -> None:
     f = tmp_path / "passwords"
     f.write_text("admin:plaintext-password\n")
-    p = readerkit.run_jm("serve", "--listen", f"127.0.0.1:{free_port()}", "--auth", str(f))
+    p = reader.run_jm("serve", "--listen", f"127.0.0.1:{free_port()}", "--auth", str(f))
     assert p.returncode == 78 and b"line 1" in p.stderr
 
 
@@ -214,7 +209,7 @@ def test_unit_shown_and_searched(inbox: Serve) -> None:
     UNIT column and ?q= are journald's _SYSTEMD_UNIT only (issue 21: anyone can forge the claim)."""
     import hashlib
 
-    import harness
+    from kit import harness
 
     from journal_sendmail import journal, record
 
@@ -226,7 +221,7 @@ def test_unit_shown_and_searched(inbox: Serve) -> None:
     sink = journal.Journal(harness.SOCKET, 10)
     journal.write_mail(sink.send, record.mail_fields(mail, raw, 1), ())
     sink.close()
-    readerkit.wait_until(lambda: b"from a unit" in inbox.get("/")[2], what="the unit's mail")
+    reader.wait_until(lambda: b"from a unit" in inbox.get("/")[2], what="the unit's mail")
     assert b'<a href="?q=cron.service">cron.service</a>' not in inbox.get("/")[2]
     found = [json.loads(line)["subject"] for line in inbox.get("/api/mails?q=CRON.SERVICE")[2].splitlines()]
     assert found == []
@@ -238,11 +233,11 @@ def test_unit_shown_and_searched(inbox: Serve) -> None:
 
 def test_ordinary_user_sees_only_own_mail(inbox: Serve, bindir: Path) -> None:
     raw = b"From: me\nTo: root\nSubject: my own mail\n\nmine\n"
-    p = subprocess.run([*readerkit.as_user(readerkit.USER_UID), str(bindir / "sendmail"), "-i", "root"], input=raw,
+    p = subprocess.run([*reader.as_user(reader.USER_UID), str(bindir / "sendmail"), "-i", "root"], input=raw,
                        capture_output=True, env={"PATH": "/usr/bin:/bin"}, timeout=60)
     assert p.returncode == 0, p.stderr
-    readerkit.wait_until(lambda: b"my own mail" in inbox.get("/api/mails")[2], what="the user's mail")
-    url, proc = start_serve(user=readerkit.USER_UID)
+    reader.wait_until(lambda: b"my own mail" in inbox.get("/api/mails")[2], what="the user's mail")
+    url, proc = start_serve(user=reader.USER_UID)
     try:
         s = Serve(url, proc)
         shown = [json.loads(line)["subject"] for line in s.get("/api/mails")[2].splitlines()]
@@ -261,7 +256,7 @@ def test_index_gives_the_same_pages(inbox: Serve) -> None:
              "/api/mails?q=line+00399", "/api/mails?q=%25", "/api/mails?q=ab", "/api/mails?q=%C3%A9t%C3%A9",
              "/api/mails?q=ops@example&reverse=1&n=2"]
     scanned = {p: inbox.get(p)[2] for p in pages}
-    readerkit.ok(readerkit.run_jm("index", "--quiet"))
+    reader.ok(reader.run_jm("index", "--quiet"))
     assert {p: inbox.get(p)[2] for p in pages} == scanned
     # and it is the index that searched: a word only the index's copy of a body has is found
     db = sqlite3.connect("/var/lib/journal-mail/index/local.sqlite3")
@@ -282,7 +277,7 @@ def test_pages_of_fifty(inbox: Serve) -> None:
     """Newest first, 50 a page, "older" links on: every mail once, in the order of list -r."""
     import hashlib
 
-    import harness
+    from kit import harness
 
     from journal_sendmail import journal, record
 
@@ -295,9 +290,9 @@ def test_pages_of_fifty(inbox: Serve) -> None:
                            invoked_as="sendmail")
         journal.write_mail(sink.send, record.mail_fields(mail, raw, 1), ())
     sink.close()
-    readerkit.wait_until(lambda: b"paged 59" in inbox.get("/")[2], what="the 60 mails")
-    newest_first = [json.loads(line)["mail_id"] for line in readerkit.ok(
-        readerkit.run_jm("list", "--json", "-r")).splitlines()]
+    reader.wait_until(lambda: b"paged 59" in inbox.get("/")[2], what="the 60 mails")
+    newest_first = [json.loads(line)["mail_id"] for line in reader.ok(
+        reader.run_jm("list", "--json", "-r")).splitlines()]
     seen: list[str] = []
     path = "/"
     while path:

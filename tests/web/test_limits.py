@@ -11,18 +11,15 @@ import os
 import socket
 import statistics
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-import readerkit
-from conftest import Serve, start_serve, stop
-from support import wait_until
+from kit import reader
+from kit.support import wait_until
+from kit.web import Serve, start_serve, stop
 
 MIB = 1024 * 1024
 GOOD = {"Authorization": "Basic " + base64.b64encode(b"admin:s3cret").decode()}
@@ -248,4 +245,4 @@ def test_file_descriptors_used_up(inbox: Serve) -> None:
                what="an answer once the connections ended")
     err = stop(proc)
     assert b"accept: Too many open files" in err
-    assert readerkit is not None
+    assert reader is not None

@@ -6,14 +6,12 @@ request head."""
 from __future__ import annotations
 
 import socket
-import sys
 import time
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-from conftest import Serve, free_port, start_serve, stop
+from kit.net import free_port, make_ca
+from kit.web import Serve, start_serve, stop
 
 
 def port_of(url: str) -> int:
@@ -146,14 +144,11 @@ def test_other_sites_pages_make_no_work(inbox: Serve, headers: bytes, status: by
 
 def test_tls_handshake_has_one_deadline(tmp_path: Path) -> None:
     """A TLS client that dribbles its hello a byte at a time is cut off within the deadline."""
-    import subprocess
-
     from journal_sendmail.reader.web.auth import hash_password
     from journal_sendmail.reader.web.server import HEAD_DEADLINE
 
-    cert, key, pw = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "pw"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True, timeout=60)
+    _, certs = make_ca(tmp_path, "localhost")
+    (cert, key), pw = certs["localhost"], tmp_path / "pw"
     pw.write_text(f"admin:{hash_password('x')}\n")
     url, proc = start_serve("--auth", str(pw), "--tls-cert", str(cert), "--tls-key", str(key))
     try:

@@ -4,12 +4,9 @@ navigates out (what the browser test shows for a few, here for many)."""
 from __future__ import annotations
 
 import re
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parents[2] / "src"))
 from journal_sendmail.reader.web.sanitize import clean_html
 
 HOSTILE = {

@@ -6,7 +6,7 @@ hostname, and its own /etc/machine-id and boot id bind-mounted in its private
 mount namespace.  So each host stamps its own ``_HOSTNAME``, ``_MACHINE_ID``
 and ``_BOOT_ID`` and keeps its files in /var/log/journal/<its machine id>.NAME,
 exactly like separate machines, while the test process (the mount namespace
-all of this runs in, see harness.py) still reaches every socket and journal
+all of this runs in, see kit/harness.py) still reaches every socket and journal
 directory: a child mount namespace shares the tmpfs it was copied from, only
 its own bind mounts stay private.  Network namespaces would add nothing here:
 journal-upload and journal-remote talk HTTP over 127.0.0.1 either way.
@@ -23,8 +23,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import harness
-from support import ENV, READER, wait_until
+from kit import harness
+from kit.net import free_port
+from kit.support import ENV, READER, wait_until
 
 JOURNALD = "/lib/systemd/systemd-journald"
 REMOTE = "/lib/systemd/systemd-journal-remote"
@@ -41,12 +42,6 @@ def journal_mail(*args: str) -> subprocess.CompletedProcess[bytes]:
 def ok(proc: subprocess.CompletedProcess[bytes]) -> bytes:
     assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr.decode(errors='replace')}"
     return proc.stdout
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _stop(proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM) -> None:

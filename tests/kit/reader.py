@@ -8,22 +8,16 @@ import re
 import shlex
 import signal
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
 
-import harness  # put on sys.path by tests/conftest.py
-from support import ENV, READER, wait_until  # noqa: F401 - the tests import them from here
+from kit import harness
+from kit.support import ENV, INSTALLED, READER, ROOT, SRC, wait_until  # noqa: F401 - the tests import them from here
 
-ROOT = Path(__file__).resolve().parents[2]
-SRC = ROOT / "src"
-INSTALLED = os.environ.get("JOURNAL_SENDMAIL_UNDER_TEST") == "installed"
 DATA = ROOT / "tests" / "data" / "reader"
 USER_UID = 4242  # an ordinary uid (>= 1000, no passwd entry needed): journald gives it its own file
 
-if str(SRC) not in sys.path and not INSTALLED:
-    sys.path.insert(0, str(SRC))
 
 
 
@@ -250,3 +244,47 @@ def forge_big_raws(j: harness.Journald, payload: str, n: int = 8, mib: int = 100
                     MSG_PART, payload, str(base)], check=True, timeout=600, cwd="/")
     assert j.entries(f"MAIL_ID={base + 0xbf00:032x}", "MESSAGE=forged part", wait_for=1, timeout=300), \
         "journald did not keep the forged entries"
+
+
+NOBODY = 65534
+
+# The attacker's writer: entries as JSON (values latin-1 strings), plus a flood.
+FORGER = r"""
+import fcntl, hashlib, json, os, socket, sys
+spec = json.load(sys.stdin)
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.connect("/run/systemd/journal/socket")
+def send(fields):
+    out = b""
+    for name, value in fields:
+        v = value.encode("latin-1")
+        out += name.encode() + b"\n" + len(v).to_bytes(8, "little") + v + b"\n"
+    if len(out) < 100_000:
+        s.send(out)
+        return
+    fd = os.memfd_create("forged", os.MFD_ALLOW_SEALING)  # too big for a datagram: a sealed memfd
+    os.write(fd, out)
+    fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE)
+    s.sendmsg([], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fd.to_bytes(4, "little"))])
+    os.close(fd)
+for fields in spec["entries"]:
+    send(fields)
+for n in range(spec["flood"]):
+    if n % 2:  # a self-consistent mail of nobody's: a mail, shown as nobody's
+        raw = "Subject: flood %d\n\nforged\n" % n
+        send([("MESSAGE", "flood"), ("MESSAGE_ID", spec["mail"]), ("MAIL_ID", "%032x" % (n + 1 << 64)),
+              ("MAIL_RCPT", "root"), ("MAIL_SUBJECT", "flood %d" % n), ("MAIL_SIZE", str(len(raw))),
+              ("MAIL_SHA256", hashlib.sha256(raw.encode()).hexdigest()), ("MAIL_RAW", raw)])
+    else:  # a billion parts, every one of them
+        send([("MESSAGE", "flood"), ("MESSAGE_ID", spec["mail"]), ("MAIL_ID", "%032x" % (n + 1 << 64)),
+              ("MAIL_SIZE", "5"), ("MAIL_PARTS", "1000000000"), ("MAIL_PART", "1"), ("MAIL_RAW", "x" * 5)])
+"""
+
+
+def forge(entries: list[list[tuple[str, str]]], flood: int = 0) -> None:
+    """Write ``entries`` (and ``flood`` more) into the journal as uid nobody: forged fields."""
+    from journal_sendmail.record import MSG_MAIL
+
+    spec = {"entries": entries, "flood": flood, "mail": MSG_MAIL}
+    subprocess.run([*as_user(NOBODY), "/usr/bin/python3", "-I", "-c", FORGER], input=json.dumps(spec).encode(),
+                   check=True, timeout=300, cwd="/")

@@ -1,54 +1,97 @@
-"""The mail the web tests read, hostile mail among it, and a recorder of HTTP requests
-(the "remote" server a tracking pixel or a stylesheet in a mail points at)."""
+"""Helpers for the web inbox's tests: ``journal-mail serve`` started and stopped, a client
+for it, and the mail the tests read, hostile mail among it (its "remote" server, that a
+tracking pixel or a stylesheet in a mail points at, is kit.net's recorder)."""
 
 from __future__ import annotations
 
 import base64
-import threading
+import os
+import socket
+import subprocess
+import urllib.error
+import urllib.request
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from kit import reader
+from kit.net import Recorder, free_port
+from kit.support import wait_until
 
-class Recorder:
-    """A local http.server that records every connection made to it (a preconnect opens
-    one and asks nothing) and every request it gets (none may come); ``page`` is its
-    answer to ``/page`` (a control page for the browser)."""
+SHOTS = Path(os.environ.get("JOURNAL_MAIL_SHOTS", "/var/tmp/journal-mail-web-shots"))
 
-    def __init__(self, page: str = "") -> None:
-        self.requests: list[str] = []
-        self.connections = 0
-        recorder = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                recorder.requests.append(self.path)
-                body = page.encode() if self.path == "/page" else b""
-                self.send_response(200)
-                self.send_header("Content-Type", "text/html" if body else "image/png")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
+@dataclass
+class Serve:
+    """One ``journal-mail serve`` and what the journal under it holds."""
 
-        class Server(ThreadingHTTPServer):
-            def verify_request(self, request: Any, client_address: Any) -> bool:
-                recorder.connections += 1
+    url: str
+    proc: subprocess.Popen[bytes]
+    mails: dict[str, bytes] = field(default_factory=dict)  # subject -> raw bytes sent
+    ids: dict[str, str] = field(default_factory=dict)  # subject -> MAIL_ID
+    send: Callable[..., Any] | None = None
+    recorder: Recorder | None = None
+
+    def get(self, path: str, headers: dict[str, str] | None = None,
+            method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+        req = urllib.request.Request(self.url + path, headers=headers or {}, method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, dict(r.headers.items()), r.read()
+        except urllib.error.HTTPError as e:
+            try:
+                return e.code, dict(e.headers.items()), e.read()
+            finally:
+                e.close()  # Python 3.14: an unclosed HTTPError is a ResourceWarning
+
+
+def start_serve(*args: str, user: int | None = None, prefix: list[str] | None = None,
+                listen: str | None = None) -> tuple[str, subprocess.Popen[bytes]]:
+    """``journal-mail serve ARGS`` on a free loopback port (or ``listen``: ``unix:PATH``,
+    ``HOST:PORT``), as ``user`` or under ``prefix`` (setpriv …); its URL (``unix:PATH``
+    for a unix socket) once it listens."""
+    if listen is None:
+        listen = f"127.0.0.1:{free_port()}"
+    prefix = prefix if prefix is not None else reader.as_user(user) if user is not None else []
+    proc = subprocess.Popen([*prefix, *reader.READER, "serve", "--listen", listen, *args],
+                            env=reader.ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if listen.startswith("unix:"):
+        url = listen
+    else:
+        host, _, port = listen.rpartition(":")
+        url = f"http://{host}:{port}"
+
+    def up() -> bool:
+        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+        try:
+            if listen.startswith("unix:"):
+                with socket.socket(socket.AF_UNIX) as s:
+                    s.settimeout(1)
+                    s.connect(listen[5:])
+                    return True
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=1):
                 return True
+        except OSError:
+            return False
 
-        self.server = Server(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+    wait_until(up, what="journal-mail serve listening")
+    return url, proc
 
-    def start(self) -> Recorder:
-        self.thread.start()
-        return self
 
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+def stop(proc: subprocess.Popen[bytes]) -> bytes:
+    proc.terminate()
+    _, err = proc.communicate(timeout=30)
+    return err
+
+
+
+def shot(driver: Any, name: str) -> Path:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    path = SHOTS / f"{name}.png"
+    driver.save_screenshot(str(path))
+    return path
 
 
 # Subjects the tests look for

@@ -1,4 +1,4 @@
-"""Helpers for the caller tests (fixtures are in conftest.py)."""
+"""Helpers for the caller tests (fixtures are in tests/callers/conftest.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import harness
+from kit import harness
 
 MSG_MAIL = "MESSAGE_ID=4cf50392e5a34635904ffaeffb43b172"
 SENDMAIL = "/usr/sbin/sendmail"

@@ -1,8 +1,4 @@
-"""Paths and helpers shared by the tests (conftest.py holds the fixtures).
-
-Test modules import from here, not from conftest: every test directory may
-have a conftest of its own, and they would shadow each other.
-"""
+"""Paths and helpers shared by the tests (conftest.py holds the fixtures)."""
 
 from __future__ import annotations
 
@@ -12,21 +8,26 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src"
-DATA = Path(__file__).parent / "data"
+DATA = ROOT / "tests" / "data"
 LAUNCHER = ROOT / "bin" / "journal-sendmail"
 # JOURNAL_SENDMAIL_UNDER_TEST=installed tests /usr/sbin/journal-sendmail and
 # the installed Python package instead of the source tree.
 INSTALLED = os.environ.get("JOURNAL_SENDMAIL_UNDER_TEST") == "installed"
 IS_ROOT = os.geteuid() == 0
+
+
+def python(code: str, src: bool = not INSTALLED) -> list[str]:
+    """A command that runs ``code`` with /usr/bin/python3 (arguments may follow), the
+    source tree's package first on its path when ``src`` (the default unless the
+    installed package is under test)."""
+    prefix = ["/usr/bin/env", f"PYTHONPATH={SRC}"] if src else []
+    return [*prefix, "/usr/bin/python3", "-c", code]
+
+
 # journal-mail as the tests run it: the installed one, or the source tree's
-READER = (
-    ["/usr/bin/journal-mail"]
-    if INSTALLED
-    else ["/usr/bin/python3", "-c",
-          f"import sys; sys.path.insert(0, {str(SRC)!r}); from journal_sendmail.reader.cli import entry; entry()"]
-)
+READER = ["/usr/bin/journal-mail"] if INSTALLED else python("from journal_sendmail.reader.cli import entry; entry()")
 ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 
 

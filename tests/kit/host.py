@@ -7,7 +7,7 @@ root, where the package is built and the suite runs (tools/release-check).
 
 Build a cached root by hand (the tests do it when it is missing):
 
-    /usr/bin/python3 tests/host/hostkit.py [RELEASE [host|dev]]
+    /usr/bin/python3 tests/kit/host.py [RELEASE [host|dev]]
 """
 
 from __future__ import annotations

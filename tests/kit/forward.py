@@ -1,32 +1,29 @@
-"""Helpers for the forwarder's tests: a real SMTP smarthost (aiosmtpd) and a real webhook (http.server) on loopback."""
+"""Helpers for the forwarder's tests: a real SMTP smarthost (aiosmtpd) and a real webhook (the recorder of
+kit.net) on loopback, hostile peers, the forwarder run to completion, and the mail the tests store."""
 
 from __future__ import annotations
 
 import asyncio
 import email
 import email.policy
-import json
 import socket
 import ssl
 import subprocess
 import threading
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import harness
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from readerkit import ENV, READER
+
+from kit import harness
+from kit.net import Recorder, free_port
+from kit.reader import ENV, READER, message
 
 MSG_FORWARD = "cda5a93613b14aa58d5d8dd0dbbe3c61"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -102,51 +99,17 @@ class Smarthost:
         return self.handler.received
 
 
-class Webhook:
-    """http.server on 127.0.0.1 recording every POST; answers ``status``."""
+class Webhook(Recorder):
+    """The recorder, started, as a webhook: its URL is its path /hook; a header over 500
+    bytes gets 431, as ntfy answers."""
 
     def __init__(self, tls: ssl.SSLContext | None = None) -> None:
-        self.posts: list[tuple[dict[str, str], bytes]] = []
-        self.paths: list[str] = []
-        self.status = 200
-        hook = self
-
-        class H(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                if any(len(v) > 500 for v in self.headers.values()):  # as ntfy does: 431 for a header too big
-                    self.send_response(431)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                if hook.status == 200:
-                    hook.posts.append((dict(self.headers.items()), body))
-                    hook.paths.append(self.path)
-                self.send_response(hook.status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *a: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        if tls is not None:
-            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
-        self.scheme = "https" if tls is not None else "http"
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        super().__init__(tls=tls, max_header=500)
+        self.start()
 
     @property
     def url(self) -> str:
-        return f"{self.scheme}://127.0.0.1:{self.port}/hook"
-
-    def records(self) -> list[dict[str, Any]]:
-        return [json.loads(b) for _, b in self.posts]
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        return f"{self.base}/hook"
 
 
 def forward(config: Path, *args: str, timeout: float = 120, cap: int | None = None
@@ -179,22 +142,6 @@ def attachment(r: Received) -> bytes:
     (part,) = [p for p in parts if b"Content-Type: message/rfc822" in p.split(b"\n\n", 1)[0]]
     body = part.split(b"\n\n", 1)[1]
     return body
-
-
-def make_ca(d: Path) -> tuple[Path, Path, Path]:
-    """A test CA and a certificate for localhost/127.0.0.1 signed by it: (ca.pem, cert.pem, key.pem)."""
-    def run(*a: str) -> None:
-        subprocess.run(["openssl", *a], check=True, capture_output=True, cwd=d, timeout=60)
-
-    # keyUsage on the CA, key identifiers on the server: Python 3.13 verifies strictly (VERIFY_X509_STRICT)
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-        "-subj", "/CN=journal-mail test CA", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "key.pem", "-out", "req.csr", "-subj", "/CN=localhost")
-    (d / "ext.cnf").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n"
-                               "authorityKeyIdentifier=keyid,issuer\nsubjectKeyIdentifier=hash\n")
-    run("x509", "-req", "-in", "req.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "cert.pem",
-        "-days", "2", "-extfile", "ext.cnf")
-    return d / "ca.pem", d / "cert.pem", d / "key.pem"
 
 
 class Hostile:
@@ -280,3 +227,41 @@ class Hostile:
     def stop(self) -> None:
         self.stopped.set()
         self.sock.close()
+
+
+Sendmail = Callable[..., subprocess.CompletedProcess[bytes]]
+Config = Callable[[str], Path]
+
+
+def dests(smtp: Smarthost, hook: Webhook | None = None, extra: str = "") -> str:
+    text = f"""
+[destination.ops]
+type = "smtp"
+url = "smtp://127.0.0.1:{smtp.port}"
+from = "journal-mail@loghost.example.org"
+to = ["ops@example.org"]
+timeout = "10s"
+{extra}
+"""
+    if hook is not None:
+        text += f"""
+[destination.chat]
+type = "webhook"
+url = "{hook.url}"
+timeout = 10
+"""
+    return text
+
+
+def store(sendmail: Sendmail, *subjects: str, body: str = "hello\n", extra: str = "") -> None:
+    for s in subjects:
+        r = sendmail(["-i", "root"], message(s, body, extra=extra))
+        assert r.returncode == 0, r.stderr
+
+
+def mail_ids(subject: str) -> list[str]:
+    return [harness.one(e["MAIL_ID"]).decode() for e in harness.read_entries(["MAIL_SUBJECT=" + subject])]
+
+
+def subjects(host: Smarthost) -> Counter[str]:
+    return Counter(m.header("Subject").split("] ", 1)[1] for m in host.received)
