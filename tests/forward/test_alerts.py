@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-import importlib.util
 import json
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from collections import Counter
@@ -17,13 +15,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import harness
 import pytest
-from forwardkit import MSG_FORWARD, Smarthost, events, forward, spawn_forward
-from readerkit import ENV, as_user
-from support import INSTALLED, SRC, wait_until
-from test_delivery import subjects
-from test_forward import dests, store
+from kit import harness
+from kit.forward import MSG_FORWARD, Smarthost, dests, events, forward, spawn_forward, store, subjects
+from kit.reader import ENV, as_user
+from kit.support import python, wait_until
+from kit.web import start_serve, stop
 
 Sendmail = Callable[..., subprocess.CompletedProcess[bytes]]
 Config = Callable[[str], Path]
@@ -33,11 +30,9 @@ def forward_at(cfg: Path, offset: float, *args: str) -> subprocess.CompletedProc
     """journal-mail forward with its clock (time.time, which the forwarder takes as its ``now``) ``offset``
     seconds ahead of the real one; libfaketime cannot be used: its clock_nanosleep fails Python's short
     sleeps with EINVAL."""
-    code = f"import time; real = time.time; time.time = lambda: real() + {offset!r}; "
-    if not INSTALLED:
-        code += f"import sys; sys.path.insert(0, {str(SRC)!r}); "
-    code += "from journal_sendmail.reader.cli import entry; entry()"
-    return subprocess.run(["/usr/bin/python3", "-c", code, "forward", "--config", str(cfg), *args],
+    code = (f"import time; real = time.time; time.time = lambda: real() + {offset!r}; "
+            "from journal_sendmail.reader.cli import entry; entry()")
+    return subprocess.run([*python(code), "forward", "--config", str(cfg), *args],
                           capture_output=True, env=ENV, timeout=120)
 
 
@@ -56,13 +51,7 @@ def running(cfg: Path, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
 @contextmanager
 def inbox() -> Iterator[Callable[[str], str]]:
     """``journal-mail serve`` on loopback; yields GET PATH -> the page's text."""
-    web = Path(__file__).parents[1] / "web"
-    sys.path.insert(0, str(web))
-    spec = importlib.util.spec_from_file_location("web_conftest", web / "conftest.py")  # the web tests' own
-    assert spec is not None and spec.loader is not None
-    kit = sys.modules["web_conftest"] = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(kit)
-    url, proc = kit.start_serve("--no-index")
+    url, proc = start_serve("--no-index")
     try:
         def get(path: str) -> str:
             with urllib.request.urlopen(url + path, timeout=30) as r:
@@ -70,7 +59,7 @@ def inbox() -> Iterator[Callable[[str], str]]:
 
         yield get
     finally:
-        kit.stop(proc)
+        stop(proc)
 
 
 def logged(journald: harness.Journald, kind: str) -> None:
