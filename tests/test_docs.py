@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from kit.support import ROOT
 
-from journal_sendmail import config, record
+from journal_sendmail import config, schema
 
 PAGES = sorted((ROOT / "man").glob("*.[158]"))
 
@@ -30,7 +30,7 @@ def test_every_config_key_is_documented() -> None:
 SENDER = ROOT / "src" / "journal_sendmail"
 
 
-def _fields_written_by_the_sender() -> set[str]:
+def _fields_spelled_by_the_sender() -> set[str]:
     """Every ``"MAIL_…"`` name in the sender's modules: its top-level package,
     not the reader wing (which reads fields and writes none)."""
     modules = sorted(SENDER.glob("*.py"))
@@ -41,16 +41,29 @@ def _fields_written_by_the_sender() -> set[str]:
     return names
 
 
+def test_every_field_is_in_the_schema() -> None:
+    """A field name the sender spells is one schema.py lists (the contract the reader reads)."""
+    assert len(schema.FIELDS) == len(set(schema.FIELDS)) >= 40
+    assert not sorted(_fields_spelled_by_the_sender() - set(schema.FIELDS))
+    for name in schema.FIELDS:
+        assert getattr(schema, name) == name
+
+
 def test_every_field_is_documented() -> None:
     page = (ROOT / "man" / "journal-sendmail.8").read_text().replace("\\-", "-")
-    missing = sorted(n for n in _fields_written_by_the_sender() if n not in page)
+    missing = sorted(n for n in (*schema.FIELDS, *schema.SENDER_FIELDS) if not re.search(rf"\b{n}\b", page))
     assert not missing, missing
 
 
 def test_every_message_id_is_documented() -> None:
     page = (ROOT / "man" / "journal-sendmail.8").read_text()
-    for mid in (record.MSG_MAIL, record.MSG_PART, record.MSG_REFUSED, record.MSG_SPOOL, record.MSG_CONFIG):
-        assert mid[:8] in page, mid
+    catalog = (ROOT / "conf" / "journal-sendmail.catalog").read_text()
+    assert len(schema.MESSAGE_IDS) == 6
+    for mid in schema.MESSAGE_IDS:
+        assert f"-- {mid}\n" in catalog, mid
+        if mid != schema.MSG_FORWARD:  # journal-mail-forward's, in journal-mail-forward.toml(5)
+            assert mid[:8] in page, mid
+    assert schema.MSG_FORWARD[:8] in (ROOT / "man" / "journal-mail-forward.toml.5").read_text()
 
 
 def test_every_journal_mail_command_and_option_is_documented() -> None:

@@ -3,6 +3,8 @@ and the systemd unit the submission runs in, from our own cgroup."""
 
 import posix
 
+from .schema import MAIL_CALLER_COMM, MAIL_CALLER_EXE, MAIL_CALLER_PID, MAIL_CALLER_UNIT
+
 # A unit's cgroup is named after it; slices only group units.
 UNIT_SUFFIXES = (".service", ".scope", ".socket", ".mount", ".swap")
 
@@ -37,21 +39,21 @@ def caller_fields(ppid: int | None = None, proc: str = "/proc", self_pid: str = 
     """MAIL_CALLER_PID, _COMM and _EXE of the parent (what can be read), and
     MAIL_CALLER_UNIT, the unit this submission runs in, when there is one."""
     pid = posix.getppid() if ppid is None else ppid
-    out = {"MAIL_CALLER_PID": str(pid)}
+    out = {MAIL_CALLER_PID: str(pid)}
     try:
         with open(f"{proc}/{self_pid}/cgroup", "rb") as f:
             unit = unit_of(f.read().decode("utf-8", "replace"))
         if unit:
-            out["MAIL_CALLER_UNIT"] = unit
+            out[MAIL_CALLER_UNIT] = unit
     except OSError:
         pass
     try:
         with open(f"{proc}/{pid}/comm", "rb") as f:
-            out["MAIL_CALLER_COMM"] = f.read().rstrip(b"\n").decode("utf-8", "replace")
+            out[MAIL_CALLER_COMM] = f.read().rstrip(b"\n").decode("utf-8", "replace")
     except OSError:
         pass
     try:
-        out["MAIL_CALLER_EXE"] = posix.readlink(f"{proc}/{pid}/exe")
+        out[MAIL_CALLER_EXE] = posix.readlink(f"{proc}/{pid}/exe")
     except OSError:
         pass  # another user's process: /proc hides its exe
     return out

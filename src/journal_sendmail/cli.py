@@ -155,7 +155,9 @@ def config_error_entry(cfg: Config) -> None:
 
 def config_fields(cfg: Config) -> list[tuple[str, bytes]]:
     """MAIL_CONFIG_ERROR for the mail's entry, when the configuration was bad."""
-    return [("MAIL_CONFIG_ERROR", cfg.error.encode("utf-8", "surrogateescape"))] if cfg.problems else []
+    from .schema import MAIL_CONFIG_ERROR
+
+    return [(MAIL_CONFIG_ERROR, cfg.error.encode("utf-8", "surrogateescape"))] if cfg.problems else []
 
 
 def check_config(inv: Invocation, environ: dict[str, str] | None) -> int:

@@ -10,7 +10,7 @@ import posix
 
 from .dataclass_lite import fields, record, replace
 from .errors import ConfigError
-from .record import MAX_SIZE_CEILING, PART_SIZE_MAX, PART_SIZE_MIN
+from .schema import MAX_SIZE_CEILING, PART_SIZE_MAX, PART_SIZE_MIN
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

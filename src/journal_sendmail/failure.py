@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from .errors import EX_CONFIG, EX_OK, EX_SOFTWARE, EX_USAGE
+from .schema import MSG_UNIT_FAILURE_RESULT  # PID 1's "Failed with result '…'" (INVOCATION_ID, UNIT_RESULT)
 
 PROG = "failure-mail"
 SENDMAIL = "/usr/sbin/sendmail"
@@ -41,9 +42,6 @@ TEMPLATE = "journal-mail-failure@"
 LINES_DEFAULT = 50
 LINES_MAX = 10_000
 MAILTO_DEFAULT = "root"
-# PID 1's "Failed with result '…'" entry (SD_MESSAGE_UNIT_FAILURE_RESULT): it
-# carries the unit's INVOCATION_ID and UNIT_RESULT.
-MSG_UNIT_FAILURE_RESULT = "d9b373ed55a64feb8242e02dbe79a49c"
 # Unit types a name may end in (systemd.unit(5)); an instance without one is a service.
 UNIT_TYPES = (".service", ".socket", ".device", ".mount", ".automount", ".swap", ".target", ".path",
               ".timer", ".slice", ".scope")

@@ -16,6 +16,7 @@ decoded): the email package re-renders them, and would drop cron's
 """
 
 from .dataclass_lite import field, record
+from .schema import BLOCK_MAX, HEADER_FIELDS, HEADER_MAX, HEADERS_MAX
 
 ADDRESSES_MAX = 10_000  # addresses read from the address headers
 
@@ -23,24 +24,6 @@ TYPE_CHECKING = False  # typing is not imported on the sender's path
 if TYPE_CHECKING:
     from email.message import Message
 
-# Headers recorded as MAIL_<NAME> fields, by lower-case name.
-RECORDED = {
-    "from": "MAIL_FROM",
-    "to": "MAIL_TO",
-    "cc": "MAIL_CC",
-    "bcc": "MAIL_BCC",
-    "subject": "MAIL_SUBJECT",
-    "date": "MAIL_DATE",
-    "message-id": "MAIL_MESSAGE_ID",
-    "auto-submitted": "MAIL_AUTO_SUBMITTED",
-    # What journal-mail-failure@.service says of a failed unit (failure.py), for rules to match:
-    # any sender may write these headers; a rule trusts them only with _SYSTEMD_UNIT (journal-sendmail(8)).
-    "x-failed-unit": "MAIL_FAILED_UNIT",
-    "x-failed-result": "MAIL_FAILED_RESULT",
-    "x-failed-exit-code": "MAIL_FAILED_EXIT_CODE",
-    "x-failed-exit-status": "MAIL_FAILED_EXIT_STATUS",
-    "x-failed-invocation-id": "MAIL_FAILED_INVOCATION_ID",
-}
 RCPT_HEADERS = ("to", "cc", "bcc")
 RESENT_HEADERS = ("resent-to", "resent-cc", "resent-bcc")
 ADDRESS_HEADERS = frozenset(("from", *RCPT_HEADERS, *RESENT_HEADERS))
@@ -283,12 +266,10 @@ def header_end(data: bytes) -> int | None:
 
 
 
-# What any parser is given of a header block (mailparse.py says why): past these,
-# a header is cut, or left out, and a defect says so; MAIL_RAW keeps every byte.
-HEADER_MAX = 64 * 1024  # bytes of one header, its folded lines together
-BLOCK_MAX = 1024 * 1024  # bytes of the header block
+# What any parser is given of a header block (mailparse.py says why): past these
+# (and schema.py's HEADER_MAX, BLOCK_MAX and HEADERS_MAX), a header is cut, or
+# left out, and a defect says so; MAIL_RAW keeps every byte.
 WORDS_MAX = 1024  # RFC 2047 encoded words in one header
-HEADERS_MAX = 1000  # headers in the block (a long Received chain has a hundred)
 
 
 def _nth(data: bytes, sub: bytes, n: int) -> int:
@@ -442,16 +423,16 @@ def parse_fast(block: bytes) -> "Headers | None":
     return out
 
 
-INTERESTING = frozenset(RECORDED) | ADDRESS_HEADERS | {"content-type", "content-transfer-encoding"}
+INTERESTING = frozenset(HEADER_FIELDS) | ADDRESS_HEADERS | {"content-type", "content-transfer-encoding"}
 
 
 def _finish(out: "Headers", found: dict[str, list[tuple[str, list[str]]]]) -> None:
     """Fill ``out`` from every occurrence of the interesting headers, by name."""
     for name, occurrences in found.items():
-        if name in RECORDED:
+        if name in HEADER_FIELDS:  # recorded as MAIL_<NAME>
             texts = [text for text, _ in occurrences]
             joined = ", ".join(t for t in texts if t) if name in ADDRESS_HEADERS else texts[0]
-            out.values[RECORDED[name]] = joined
+            out.values[HEADER_FIELDS[name]] = joined
         elif name.startswith("content-"):
             out.content[name] = occurrences[0][0]
     wanted = RESENT_HEADERS if any(n in found for n in RESENT_HEADERS) else RCPT_HEADERS

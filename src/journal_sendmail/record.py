@@ -6,23 +6,41 @@ form (name, newline, 64-bit length, bytes), so no value, whatever newlines,
 """
 
 from .dataclass_lite import field, record
-
-MSG_MAIL = "4cf50392e5a34635904ffaeffb43b172"
-MSG_PART = "aa12d80295f04539a057a77642e355d5"
-MSG_REFUSED = "23042c0ef8f74902814ee4284e0a5521"
-MSG_SPOOL = "963c70d77fdb45678cf8479f3cbe9fdf"
-MSG_CONFIG = "c66f6fa4eeab4705b30209695349ff94"
+from .schema import (
+    MAIL_AFTER_DOT,
+    MAIL_AFTER_DOT_SIZE,
+    MAIL_ARGV,
+    MAIL_CONFIG_ERROR,
+    MAIL_CONFIG_KEY,
+    MAIL_DEFECTS,
+    MAIL_ENVELOPE_FROM,
+    MAIL_FULL_NAME,
+    MAIL_ID,
+    MAIL_INVOKED_AS,
+    MAIL_PART,
+    MAIL_PARTS,
+    MAIL_RAW,
+    MAIL_RCPT,
+    MAIL_RCPTS,
+    MAIL_REFUSED,
+    MAIL_SHA256,
+    MAIL_SIZE,
+    MAIL_SPOOL_FILE,
+    MAIL_SPOOL_REASON,
+    MAIL_SPOOL_UID,
+    MAIL_SUBJECT,
+    MAIL_TEXT,
+    MAIL_TRUNCATED,
+    MAX_RCPT_FIELDS,
+    MSG_CONFIG,
+    MSG_MAIL,
+    MSG_PART,
+    MSG_REFUSED,
+    MSG_SPOOL,
+)
 
 PRIORITY_ERR = 3
 PRIORITY_WARNING = 4
-# What a sender can produce, so what a reader may believe: a part is at least
-# PART_SIZE_MIN bytes and a message at most MAX_SIZE_CEILING, so a message has
-# at most MAX_PARTS parts (config.py keeps part_size and max_size in range).
-PART_SIZE_MIN = 4 * 1024
-PART_SIZE_MAX = 64 * 1024 * 1024
-MAX_SIZE_CEILING = 1024 * 1024 * 1024
-MAX_PARTS = MAX_SIZE_CEILING // PART_SIZE_MIN
-MAX_RCPT_FIELDS = 500  # journald drops a whole entry of more than ~1024 fields
 
 Fields = list[tuple[str, bytes]]
 
@@ -69,7 +87,7 @@ def summary(mail: "Mail") -> str:
     """The one readable MESSAGE line."""
     rcpts = mail.recipients
     shown = ", ".join(rcpts[:5]) + (f" and {len(rcpts) - 5} more" if len(rcpts) > 5 else "")
-    subject = mail.headers.get("MAIL_SUBJECT", "")
+    subject = mail.headers.get(MAIL_SUBJECT, "")
     line = f"mail from {mail.envelope_from} to {shown or '(no recipients)'} ({mail.size} bytes)"
     if mail.refused:
         line = f"refused {line}: {mail.refused}"
@@ -92,40 +110,40 @@ def mail_fields(mail: "Mail", first_chunk: bytes, parts: int) -> Fields:
     add("PRIORITY", PRIORITY_WARNING if mail.refused else mail.priority)
     add("SYSLOG_FACILITY", mail.facility)
     add("SYSLOG_IDENTIFIER", mail.identifier)
-    add("MAIL_ID", mail.mail_id)
+    add(MAIL_ID, mail.mail_id)
     if mail.refused:
-        add("MAIL_REFUSED", mail.refused)
-    add("MAIL_ENVELOPE_FROM", mail.envelope_from)
+        add(MAIL_REFUSED, mail.refused)
+    add(MAIL_ENVELOPE_FROM, mail.envelope_from)
     if mail.full_name is not None:
-        add("MAIL_FULL_NAME", mail.full_name)
+        add(MAIL_FULL_NAME, mail.full_name)
     for rcpt in mail.recipients[:MAX_RCPT_FIELDS]:
-        add("MAIL_RCPT", rcpt)
+        add(MAIL_RCPT, rcpt)
     if mail.recipients:
-        add("MAIL_RCPTS", ",".join(mail.recipients))
+        add(MAIL_RCPTS, ",".join(mail.recipients))
     for name, value in mail.headers.items():
         add(name, value)
-    add("MAIL_SIZE", mail.size)
-    add("MAIL_SHA256", mail.sha256)
+    add(MAIL_SIZE, mail.size)
+    add(MAIL_SHA256, mail.sha256)
     if parts > 1:
-        add("MAIL_PART", 1)
-        add("MAIL_PARTS", parts)
-    add("MAIL_RAW", first_chunk)
+        add(MAIL_PART, 1)
+        add(MAIL_PARTS, parts)
+    add(MAIL_RAW, first_chunk)
     if mail.text is not None:
-        add("MAIL_TEXT", mail.text)
-    add("MAIL_ARGV", "\n".join(mail.argv))
-    add("MAIL_INVOKED_AS", mail.invoked_as)
+        add(MAIL_TEXT, mail.text)
+    add(MAIL_ARGV, "\n".join(mail.argv))
+    add(MAIL_INVOKED_AS, mail.invoked_as)
     for name, value in sorted(mail.caller.items()):
         add(name, value)
     for name, value in mail.recorded:
         add(name, value)
     if mail.defects:
-        add("MAIL_DEFECTS", "\n".join(mail.defects))
+        add(MAIL_DEFECTS, "\n".join(mail.defects))
     if mail.received is not None:
-        add("MAIL_TRUNCATED", mail.received)
+        add(MAIL_TRUNCATED, mail.received)
     if mail.after_dot is not None:
-        add("MAIL_AFTER_DOT", mail.after_dot)
+        add(MAIL_AFTER_DOT, mail.after_dot)
         if mail.after_dot_size > len(mail.after_dot):
-            add("MAIL_AFTER_DOT_SIZE", mail.after_dot_size)
+            add(MAIL_AFTER_DOT_SIZE, mail.after_dot_size)
     out.extend(mail.extra)
     return out
 
@@ -138,10 +156,10 @@ def part_fields(mail: "Mail", part: int, parts: int, chunk: bytes) -> Fields:
         ("PRIORITY", str(mail.priority).encode()),
         ("SYSLOG_FACILITY", str(mail.facility).encode()),
         ("SYSLOG_IDENTIFIER", mail.identifier.encode("utf-8", "surrogateescape")),
-        ("MAIL_ID", mail.mail_id.encode()),
-        ("MAIL_PART", str(part).encode()),
-        ("MAIL_PARTS", str(parts).encode()),
-        ("MAIL_RAW", chunk),
+        (MAIL_ID, mail.mail_id.encode()),
+        (MAIL_PART, str(part).encode()),
+        (MAIL_PARTS, str(parts).encode()),
+        (MAIL_RAW, chunk),
     ]
 
 
@@ -155,11 +173,11 @@ def spool_event_fields(
         ("PRIORITY", str(priority).encode()),
         ("SYSLOG_FACILITY", str(facility).encode()),
         ("SYSLOG_IDENTIFIER", identifier.encode("utf-8", "surrogateescape")),
-        ("MAIL_SPOOL_FILE", name.encode("utf-8", "surrogateescape")),
-        ("MAIL_SPOOL_REASON", reason.encode("utf-8", "surrogateescape")),
+        (MAIL_SPOOL_FILE, name.encode("utf-8", "surrogateescape")),
+        (MAIL_SPOOL_REASON, reason.encode("utf-8", "surrogateescape")),
     ]
     if owner is not None:
-        fields.append(("MAIL_SPOOL_UID", str(owner).encode()))
+        fields.append((MAIL_SPOOL_UID, str(owner).encode()))
     return fields
 
 
@@ -172,9 +190,9 @@ def config_error_fields(identifier: str, facility: int, error: str, keys: list[s
         ("PRIORITY", str(PRIORITY_ERR).encode()),
         ("SYSLOG_FACILITY", str(facility).encode()),
         ("SYSLOG_IDENTIFIER", identifier.encode("utf-8", "surrogateescape")),
-        ("MAIL_CONFIG_ERROR", error.encode("utf-8", "surrogateescape")),
+        (MAIL_CONFIG_ERROR, error.encode("utf-8", "surrogateescape")),
     ]
-    fields += [("MAIL_CONFIG_KEY", key.encode("utf-8", "surrogateescape")) for key in dict.fromkeys(keys) if key]
+    fields += [(MAIL_CONFIG_KEY, key.encode("utf-8", "surrogateescape")) for key in dict.fromkeys(keys) if key]
     return fields
 
 

@@ -36,6 +36,7 @@ from . import message
 from .dataclass_lite import field, record
 from .errors import EX_OK, EX_TEMPFAIL, JournalSendmailError
 from .record import Fields
+from .schema import MAIL_PROTOCOL, MAIL_SMTP_HELO, MAIL_SMTP_MAIL_PARAMS, MAIL_SMTP_RCPT_PARAMS
 
 CRLF = b"\r\n"
 MAX_COMMAND_LINE = 4096  # RFC 5321 says 512, but parameters and SMTPUTF8 grow it
@@ -76,14 +77,14 @@ class Envelope:
 
     def fields(self) -> Fields:
         """The SMTP envelope as extra journal fields."""
-        out: Fields = [("MAIL_PROTOCOL", b"ESMTP" if self.esmtp else b"SMTP")]
+        out: Fields = [(MAIL_PROTOCOL, b"ESMTP" if self.esmtp else b"SMTP")]
         if self.helo is not None:
-            out.append(("MAIL_SMTP_HELO", _enc(self.helo)))
+            out.append((MAIL_SMTP_HELO, _enc(self.helo)))
         if self.mail_params:
-            out.append(("MAIL_SMTP_MAIL_PARAMS", _enc(" ".join(self.mail_params))))
+            out.append((MAIL_SMTP_MAIL_PARAMS, _enc(" ".join(self.mail_params))))
         lines = [f"<{addr}> {' '.join(params)}" for addr, params in self.rcpt_params if params]
         if lines:
-            out.append(("MAIL_SMTP_RCPT_PARAMS", _enc("\n".join(lines))))
+            out.append((MAIL_SMTP_RCPT_PARAMS, _enc("\n".join(lines))))
         return out
 
 

@@ -26,6 +26,7 @@ import time
 from .config import Config
 from .errors import SpoolError
 from .message import Raw, write_all
+from .schema import CALLER_FIELDS, MAIL_CALLER_PID, MAIL_SPOOL_UID, MAIL_SPOOLED, MAIL_SUBMITTED_AT, SMTP_FIELDS
 from .submission import Envelope, Submission
 from .users import exists
 
@@ -36,10 +37,9 @@ if TYPE_CHECKING:
 
 MAGIC = b"JOURNAL-SENDMAIL-SPOOL 1\n"
 # What a spool file may add to an entry besides the message and the recorded
-# options: the fields of the SMTP envelope (-bs).
-EXTRA_FIELDS = frozenset(("MAIL_PROTOCOL", "MAIL_SMTP_HELO", "MAIL_SMTP_MAIL_PARAMS", "MAIL_SMTP_RCPT_PARAMS"))
-# What a spool file may say about the caller (caller.py writes these).
-CALLER_FIELDS = frozenset(("MAIL_CALLER_PID", "MAIL_CALLER_COMM", "MAIL_CALLER_EXE", "MAIL_CALLER_UNIT"))
+# options: the fields of the SMTP envelope (-bs); and what it may say about
+# the caller (caller.py writes these, schema.CALLER_FIELDS).
+EXTRA_FIELDS = frozenset(SMTP_FIELDS)
 META_MAX = 1 << 20  # the JSON line may not be longer than this
 
 
@@ -239,15 +239,15 @@ def _rebuild(meta: dict[str, Any], raw: Raw, owner: int, part_size: int) -> Subm
     callers = meta.get("caller", {})
     caller = {k: v for k, v in (callers.items() if isinstance(callers, dict) else ())
               if k in CALLER_FIELDS and isinstance(v, str)}
-    if not caller.get("MAIL_CALLER_PID", "1").isdigit():
-        del caller["MAIL_CALLER_PID"]
+    if not caller.get(MAIL_CALLER_PID, "1").isdigit():
+        del caller[MAIL_CALLER_PID]
     # only the SMTP envelope: a forged MESSAGE_ID or _UID must not reach the entry
     extras = meta.get("extra", [])
     extra = [(n, base64.b64decode(v)) for n, v in extras if n in EXTRA_FIELDS and isinstance(v, str)]
     extra += [
-        ("MAIL_SPOOLED", b"yes"),
-        ("MAIL_SPOOL_UID", str(owner).encode()),
-        ("MAIL_SUBMITTED_AT", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(submitted)).encode()),
+        (MAIL_SPOOLED, b"yes"),
+        (MAIL_SPOOL_UID, str(owner).encode()),
+        (MAIL_SUBMITTED_AT, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(submitted)).encode()),
     ]
     refused = meta.get("refused")
     return Submission(

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from journal_sendmail.reader.entry import WITHHELD, to_entry
 from journal_sendmail.reader.indexed import Row, central_order, journal_order, required_literal
-from journal_sendmail.record import MSG_MAIL, PART_SIZE_MAX, PART_SIZE_MIN
+from journal_sendmail.schema import MSG_MAIL, PART_SIZE_MAX, PART_SIZE_MIN
 
 RAW = b"Subject: hi\n\nhello\n"
 

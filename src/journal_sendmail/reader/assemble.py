@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from ..body import searchable
 from ..errors import DamagedMail
-from ..record import MSG_PART
+from ..schema import MSG_PART
 from .entry import SENDER_FIELDS, MailEntry, count
 from .source import Journal
 

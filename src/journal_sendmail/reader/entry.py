@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..record import MAX_PARTS, MAX_SIZE_CEILING, MSG_REFUSED, PART_SIZE_MAX, PART_SIZE_MIN
+from ..schema import MAX_PARTS, MAX_SIZE_CEILING, MSG_REFUSED, PART_SIZE_MAX, PART_SIZE_MIN
 from ..users import name_of
 
 PID_MAX = 1 << 22  # the kernel's ceiling for pid_max

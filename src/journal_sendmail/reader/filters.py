@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import UsageError
-from ..record import MSG_MAIL, MSG_REFUSED
+from ..schema import MSG_MAIL, MSG_REFUSED
 from ..users import uid_of
 from .attrs import LIST_FILTERS
 from .entry import MailEntry

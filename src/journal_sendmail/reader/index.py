@@ -51,7 +51,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ..record import MSG_MAIL, MSG_REFUSED
+from ..schema import MSG_MAIL, MSG_REFUSED
 from ..users import name_of
 from . import safefile
 from .assemble import searchable_body

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from ..errors import NotFound
-from ..record import MSG_MAIL
+from ..schema import MSG_MAIL
 from .entry import SIZE_MAX, MailEntry, Sender, _text, copy_key, count, first_value, to_entry
 from .filters import Filters, wanted
 from .source import Journal

@@ -43,7 +43,7 @@ from typing import Any, Protocol, cast
 
 from .. import users
 from ..errors import NoPermission, NotFound, UsageError
-from ..record import PART_SIZE_MAX
+from ..schema import PART_SIZE_MAX
 from .entry import WITHHELD, MailEntry, count, to_entry
 
 LOCAL_ONLY = 1  # SD_JOURNAL_LOCAL_ONLY

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 
-from ...record import MSG_MAIL, MSG_REFUSED
+from ...schema import MSG_MAIL, MSG_REFUSED
 from ..source import Journal
 from .rules import Mail
 
