@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ...schema import MSG_FORWARD
 from ..source import Journal
-from .events import MSG_FORWARD
 
 UNIT = "journal-mail-forward.service"
 MAX_EVENTS = 200  # per mail, the newest: a mail retried for a day has about 30

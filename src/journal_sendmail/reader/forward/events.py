@@ -8,9 +8,9 @@ from collections.abc import Callable
 from ...errors import JournalError
 from ...journal import Journal
 from ...record import encode
+from ...schema import FORWARD_EVENT, MAIL_ID, MSG_FORWARD
 from ..render import printable
 
-MSG_FORWARD = "cda5a93613b14aa58d5d8dd0dbbe3c61"
 SOCKET = "/run/systemd/journal/socket"
 PRIORITY = {"delivered": 6, "digest-sent": 6, "retried": 4, "gap": 4, "gave-up": 3, "held": 5, "reload-failed": 3}
 
@@ -34,9 +34,9 @@ class Events:
             ("PRIORITY", str(PRIORITY.get(event, 6)).encode()),
             ("SYSLOG_FACILITY", b"2"),
             ("SYSLOG_IDENTIFIER", b"journal-mail-forward"),
-            ("FORWARD_EVENT", event.encode()),
+            (FORWARD_EVENT, event.encode()),
         ]
-        entry += [(f"FORWARD_{k.upper()}" if k != "mail_id" else "MAIL_ID",
+        entry += [(f"FORWARD_{k.upper()}" if k != "mail_id" else MAIL_ID,
                    printable(v, one_line=True).encode("utf-8", "replace")) for k, v in fields.items() if v]
         sent = True
         sink = Journal(self.socket, 5)
