@@ -148,19 +148,19 @@ TRUSTED_UNIT = "_SYSTEMD_UNIT"
 SENDER_FIELDS = (TRUSTED_UID, TRUSTED_HOSTNAME, TRUSTED_BOOT_ID)  # a mail is the entries of one sender
 
 
-def copy_key(get: "Callable[[str], bytes | None]", cursor: str) -> bytes:
+def copy_key(get: "Callable[[str], bytes | None]", cursor: str) -> str:
     """The identity of a mail copy: what makes two entries copies of one mail.
 
-    The same MAIL_ID from the same sender (journald's _UID, _HOSTNAME,
-    _BOOT_ID); the same MAIL_ID from another sender is another mail (a forged
-    twin), never a copy.  An entry without a MAIL_ID is only itself (its
-    cursor).  ``get`` gives a field's (first) value, or None.
+    The same MAIL_ID from the same sender (SENDER_FIELDS; ``get`` gives a
+    field's first value, or None).  The same MAIL_ID from another sender is
+    another mail (a forged twin), never a copy; an entry without a MAIL_ID is
+    only itself (its cursor).  The index keeps this string (copy_key column).
 
     >>> entry = {"MAIL_ID": b"ab", "_UID": b"0", "_HOSTNAME": b"h"}
     >>> copy_key(entry.get, "s=1"), copy_key({}.get, "s=1")
-    (b'ab\\x000\\x00h\\x00', b's=1')
+    ('ab\\x000\\x00h\\x00', 's=1')
     """
     mail_id = get(MAIL_ID)
     if not mail_id:
-        return cursor.encode()
-    return b"\0".join([mail_id, *(get(name) or b"" for name in SENDER_FIELDS)])
+        return cursor
+    return b"\0".join([mail_id, *(get(name) or b"" for name in SENDER_FIELDS)]).decode("utf-8", "replace")

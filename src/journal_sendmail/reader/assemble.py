@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 from ..body import searchable
 from ..errors import DamagedMail
-from ..schema import MSG_PART
-from .entry import SENDER_FIELDS, MailEntry, count
+from ..schema import MSG_PART, SENDER_FIELDS
+from .entry import MailEntry, count
 from .source import Journal
 
 

@@ -10,10 +10,10 @@ informational number that makes no sense (a caller's pid) is unknown.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import schema
 from ..schema import MAX_PARTS, MAX_SIZE_CEILING, MSG_REFUSED, PART_SIZE_MAX, PART_SIZE_MIN
 from ..users import name_of
 
@@ -24,7 +24,6 @@ _HEX = b"0123456789abcdef"
 WITHHELD = "\0withheld"  # no journal field has this name: {field: length} of the fields not read (fields.py)
 
 Sender = tuple[int | None, str, str]
-SENDER_FIELDS = ("_UID", "_HOSTNAME", "_BOOT_ID")  # journald's trusted word on who wrote an entry
 
 
 @dataclass
@@ -101,32 +100,14 @@ def count(value: bytes | None, high: int) -> int | None:
     return n if n <= high else None
 
 
-HEADER_FIELDS = {
-    "MAIL_FROM": "from",
-    "MAIL_TO": "to",
-    "MAIL_CC": "cc",
-    "MAIL_BCC": "bcc",
-    "MAIL_SUBJECT": "subject",
-    "MAIL_DATE": "date",
-    "MAIL_MESSAGE_ID": "message_id",
-    "MAIL_AUTO_SUBMITTED": "auto_submitted",
-}
+# MAIL_FROM -> from, MAIL_MESSAGE_ID -> message_id, …: the keys of MailEntry.headers (schema.py's table)
+HEADER_FIELDS = {name: header.replace("-", "_") for header, name in schema.MESSAGE_HEADER_FIELDS.items()}
 
 
 def first_value(d: dict[str, Any], name: str) -> bytes | None:
     """The (first) value of field ``name`` in an entry's fields."""
     v = d.get(name)
     return v[0] if isinstance(v, list) else v
-
-
-def copy_key(get: Callable[[str], bytes | None], cursor: str) -> str:
-    """What makes two entries copies of one mail: the same MAIL_ID from the same sender
-    (``SENDER_FIELDS``; ``get`` gives a field's first value).  The same MAIL_ID from another
-    sender is another mail (a forged twin), never a duplicate; an entry without one is itself."""
-    mail_id = get("MAIL_ID")
-    if not mail_id:
-        return cursor
-    return b"\0".join([mail_id, *(get(n) or b"" for n in SENDER_FIELDS)]).decode("utf-8", "replace")
 
 
 def _text(value: Any) -> str:

@@ -51,11 +51,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ..schema import MSG_MAIL, MSG_REFUSED
+from ..schema import MSG_MAIL, MSG_REFUSED, copy_key
 from ..users import name_of
 from . import safefile
 from .assemble import searchable_body
-from .entry import SIZE_MAX, MailEntry, copy_key, count, first_value, to_entry
+from .entry import SIZE_MAX, MailEntry, count, first_value, to_entry
 from .filters import Filters
 from .source import Fields, Journal, Source, journal_files, open_reader
 

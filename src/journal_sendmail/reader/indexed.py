@@ -16,10 +16,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from ..schema import copy_key
 from ..users import name_of
 from .assemble import searchable_body
 from .attrs import BY_STATS, LIST_FILTERS
-from .entry import SIZE_MAX, MailEntry, copy_key, count
+from .entry import SIZE_MAX, MailEntry, count
 from .filters import Filters, wanted
 from .index import (
     MASK,

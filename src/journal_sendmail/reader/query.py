@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from ..errors import NotFound
-from ..schema import MSG_MAIL
-from .entry import SIZE_MAX, MailEntry, Sender, _text, copy_key, count, first_value, to_entry
+from ..schema import MSG_MAIL, copy_key
+from .entry import SIZE_MAX, MailEntry, Sender, _text, count, first_value, to_entry
 from .filters import Filters, wanted
 from .source import Journal
 from .timespec import US
