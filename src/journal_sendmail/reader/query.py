@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from ..errors import NotFound
-from ..schema import MSG_MAIL, copy_key
+from ..schema import MSG_JOURNAL_DROPPED, MSG_MAIL, copy_key
 from .entry import SIZE_MAX, MailEntry, Sender, _text, count, first_value, to_entry
 from .filters import Filters, wanted
 from .source import Journal
@@ -261,7 +261,6 @@ _MAIL = MSG_MAIL.encode()
 
 # -- journald's word on mail it dropped -----------------------------------------------
 
-MSG_SUPPRESSED = "a596d6fe7bfa4994828e72309e95d61e"  # systemd's SD_MESSAGE_JOURNAL_DROPPED
 _SUPPRESSED = re.compile(rb"Suppressed (\d+) messages from (\S+)")
 
 
@@ -281,7 +280,7 @@ def suppressed(reader: Journal, since: int | None, until: int | None) -> Iterato
     Only journald's own (``_TRANSPORT=driver``, a trusted field): anyone can
     write the message id, and a forged note must not cry wolf.
     """
-    reader.match(f"MESSAGE_ID={MSG_SUPPRESSED}", "_TRANSPORT=driver")
+    reader.match(f"MESSAGE_ID={MSG_JOURNAL_DROPPED}", "_TRANSPORT=driver")
     reader.seek_time(since) if since is not None else reader.head()
     for t in reader.steps():
         if until is not None and t > until:
