@@ -147,58 +147,58 @@ def to_entry(d: dict[str, Any], realtime: int, cursor: str) -> MailEntry:
         v = get(name)
         return None if v is None or v.__class__ is list else count(v, high)
 
-    mail_id = single("MAIL_ID") or b""
+    mail_id = single(schema.MAIL_ID) or b""
     if not hex_id(mail_id, 32):
         damaged.append("MAIL_ID is not 32 hexadecimal digits")
-    size_field = single("MAIL_SIZE")
+    size_field = single(schema.MAIL_SIZE)
     size = count(size_field, MAX_SIZE_CEILING)
     if size is None:
         damaged.append("MAIL_SIZE is not a size journal-sendmail writes")
-    sha256 = single("MAIL_SHA256")
+    sha256 = single(schema.MAIL_SHA256)
     if sha256 is None or not hex_id(sha256, 64):
         damaged.append("MAIL_SHA256 is not a SHA-256 digest")
     withheld: dict[str, int] = get(WITHHELD) or {}
     for name, length in withheld.items():
-        if name != "MAIL_RAW":
+        if name != schema.MAIL_RAW:
             damaged.append(f"{name} of {length} bytes is longer than any part")
-    raw = single("MAIL_RAW") or b""
-    n = withheld.get("MAIL_RAW", len(raw))
-    if "MAIL_RAW" in withheld or n > PART_SIZE_MAX or (size is not None and n > size):
+    raw = single(schema.MAIL_RAW) or b""
+    n = withheld.get(schema.MAIL_RAW, len(raw))
+    if schema.MAIL_RAW in withheld or n > PART_SIZE_MAX or (size is not None and n > size):
         # longer than any part or than the mail: forged; never kept (fields.py did not even
         # read it, where it could: the entry's fields came without it)
         damaged.append(f"MAIL_RAW of {n}{'' if withheld or n <= PART_SIZE_MAX else '+'} bytes is longer than "
                        f"{'any part' if n > PART_SIZE_MAX else 'MAIL_SIZE'}")
         raw = b""
-    parts_field = single("MAIL_PARTS")
+    parts_field = single(schema.MAIL_PARTS)
     parts = 1 if parts_field is None else count(parts_field, MAX_PARTS)
     if parts is None or parts < 1:
         damaged.append("MAIL_PARTS is not a part count journal-sendmail writes")
         parts = 1
     elif size is not None and parts > 1 and (len(raw) < PART_SIZE_MIN or parts != -(-size // len(raw))):
         damaged.append(f"MAIL_PARTS={parts} does not fit MAIL_SIZE={size} in parts of {len(raw)} bytes")
-    rcpts = get("MAIL_RCPTS")
+    rcpts = get(schema.MAIL_RCPTS)
     if rcpts is not None:
-        recipients = tuple(text("MAIL_RCPTS").split(","))
+        recipients = tuple(text(schema.MAIL_RCPTS).split(","))
     else:
-        rc = get("MAIL_RCPT", [])
+        rc = get(schema.MAIL_RCPT, [])
         recipients = tuple(_text([v]) for v in (rc if isinstance(rc, list) else [rc]))
-    writer = number("_UID", UID_MAX)
+    writer = number(schema.TRUSTED_UID, UID_MAX)
     # A spooled mail is re-injected by root's flusher, which read the spool file's owner
     # (MAIL_SPOOL_UID): that is its user.  The same claim from anyone else is no claim.
-    claim = number("MAIL_SPOOL_UID", UID_MAX)
-    spooled = get("MAIL_SPOOLED") == b"yes" and writer is not None and (writer == 0 or claim == writer)
+    claim = number(schema.MAIL_SPOOL_UID, UID_MAX)
+    spooled = get(schema.MAIL_SPOOLED) == b"yes" and writer is not None and (writer == 0 or claim == writer)
     spool_uid = claim if spooled else None  # (a user flushing only its own mail: its own uid)
     uid = spool_uid if spool_uid is not None else writer
-    truncated = number("MAIL_TRUNCATED", SIZE_MAX)
-    argv = text("MAIL_ARGV")
-    defects = text("MAIL_DEFECTS")
-    stored_text = get("MAIL_TEXT")
+    truncated = number(schema.MAIL_TRUNCATED, SIZE_MAX)
+    argv = text(schema.MAIL_ARGV)
+    defects = text(schema.MAIL_DEFECTS)
+    stored_text = get(schema.MAIL_TEXT)
     return MailEntry(
         mail_id=mail_id.decode("utf-8", "replace"),
         realtime=realtime,
         cursor=cursor,
         kind="refused" if get("MESSAGE_ID") == _REFUSED else "mail",
-        envelope_from=text("MAIL_ENVELOPE_FROM"),
+        envelope_from=text(schema.MAIL_ENVELOPE_FROM),
         recipients=recipients,
         headers={key: text(name) for name, key in HEADER_FIELDS.items() if name in d},
         size=size or 0,
@@ -206,20 +206,20 @@ def to_entry(d: dict[str, Any], realtime: int, cursor: str) -> MailEntry:
         parts=parts,
         uid=uid,
         username=name_of(uid),
-        hostname=text("_HOSTNAME"),
-        boot_id=text("_BOOT_ID"),
-        caller_comm=text("MAIL_CALLER_COMM"),
-        caller_pid=number("MAIL_CALLER_PID", PID_MAX),
-        caller_exe=text("MAIL_CALLER_EXE"),
-        caller_unit=text("MAIL_CALLER_UNIT"),
-        systemd_unit=text("_SYSTEMD_UNIT"),
+        hostname=text(schema.TRUSTED_HOSTNAME),
+        boot_id=text(schema.TRUSTED_BOOT_ID),
+        caller_comm=text(schema.MAIL_CALLER_COMM),
+        caller_pid=number(schema.MAIL_CALLER_PID, PID_MAX),
+        caller_exe=text(schema.MAIL_CALLER_EXE),
+        caller_unit=text(schema.MAIL_CALLER_UNIT),
+        systemd_unit=text(schema.TRUSTED_UNIT),
         argv=tuple(argv.split("\n")) if argv else (),
-        invoked_as=text("MAIL_INVOKED_AS"),
+        invoked_as=text(schema.MAIL_INVOKED_AS),
         spooled=spooled,
         spool_uid=spool_uid,
-        submitted_at=text("MAIL_SUBMITTED_AT"),
+        submitted_at=text(schema.MAIL_SUBMITTED_AT),
         truncated=truncated if truncated is not None and truncated > (size or 0) else None,
-        refused=text("MAIL_REFUSED"),
+        refused=text(schema.MAIL_REFUSED),
         defects=tuple(defects.split("\n")) if defects else (),
         text=None if stored_text is None else _text(stored_text),
         raw=raw,
