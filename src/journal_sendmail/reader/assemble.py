@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 
+from .. import schema
 from ..body import searchable
 from ..errors import DamagedMail
 from ..schema import MSG_PART, SENDER_FIELDS
@@ -72,21 +73,21 @@ def _parts(open_parts: Callable[[], Journal], entry: MailEntry) -> dict[int, byt
     sender = [str(v).encode() for v in entry.sender]
     reader = open_parts()
     try:
-        reader.match(f"MESSAGE_ID={MSG_PART}", f"MAIL_ID={entry.mail_id}",
+        reader.match(f"MESSAGE_ID={MSG_PART}", f"{schema.MAIL_ID}={entry.mail_id}",
                      *(name.encode() + b"=" + value for name, value in zip(SENDER_FIELDS, sender, strict=True)))
         reader.head()
         found: dict[int, bytes] = {}
         field = reader.single
         while reader.next():
-            n = count(field("MAIL_PART"), entry.parts)
-            if n is None or n < 2 or n in found or count(field("MAIL_PARTS"), entry.parts) != entry.parts:
+            n = count(field(schema.MAIL_PART), entry.parts)
+            if n is None or n < 2 or n in found or count(field(schema.MAIL_PARTS), entry.parts) != entry.parts:
                 continue
             if [field(name) for name in SENDER_FIELDS] != sender:
                 continue
             want = last if n == entry.parts else step
             if reader.raw_length() not in (None, want):
                 continue  # not read: a part of another length (a forged 100 MiB one) is no part of it
-            chunk = field("MAIL_RAW")
+            chunk = field(schema.MAIL_RAW)
             if chunk is not None and len(chunk) == want:
                 found[n] = chunk
         return found
