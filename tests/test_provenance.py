@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from kit.harness import Journald, one
 
-from journal_sendmail.caller import caller_fields, unit_of
+from journal_sendmail.submission import caller_fields, unit_of
 from journal_sendmail.record import MSG_MAIL
 
 MAIL = f"MESSAGE_ID={MSG_MAIL}"

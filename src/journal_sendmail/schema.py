@@ -127,7 +127,7 @@ FAILURE_HEADER_FIELDS = {
     "x-failed-invocation-id": MAIL_FAILED_INVOCATION_ID,
 }
 HEADER_FIELDS = {**MESSAGE_HEADER_FIELDS, **FAILURE_HEADER_FIELDS}  # every header recorded
-CALLER_FIELDS = (MAIL_CALLER_PID, MAIL_CALLER_COMM, MAIL_CALLER_EXE, MAIL_CALLER_UNIT)  # caller.py's: claims
+CALLER_FIELDS = (MAIL_CALLER_PID, MAIL_CALLER_COMM, MAIL_CALLER_EXE, MAIL_CALLER_UNIT)  # the caller's: claims
 SMTP_FIELDS = (MAIL_PROTOCOL, MAIL_SMTP_HELO, MAIL_SMTP_MAIL_PARAMS, MAIL_SMTP_RCPT_PARAMS)  # smtp.py's envelope
 
 # Every MAIL_* field journal-sendmail writes (each documented in journal-sendmail(8)).

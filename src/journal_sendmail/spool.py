@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 MAGIC = b"JOURNAL-SENDMAIL-SPOOL 1\n"
 # What a spool file may add to an entry besides the message and the recorded
 # options: the fields of the SMTP envelope (-bs); and what it may say about
-# the caller (caller.py writes these, schema.CALLER_FIELDS).
+# the caller (submission.caller_fields writes these, schema.CALLER_FIELDS).
 EXTRA_FIELDS = frozenset(SMTP_FIELDS)
 META_MAX = 1 << 20  # the JSON line may not be longer than this
 
