@@ -13,7 +13,7 @@ import pytest
 from kit.support import json_raw, mboxrd_unescape
 
 from journal_sendmail.errors import DamagedMail
-from journal_sendmail.reader import cli, render
+from journal_sendmail.reader import cli, render, select
 from journal_sendmail.reader.assemble import assemble
 from journal_sendmail.reader.entry import MailEntry
 from journal_sendmail.reader.filters import Filters
@@ -208,6 +208,13 @@ def test_json_schema_keys_are_stable() -> None:
 # -- stats ------------------------------------------------------------------------
 
 
+def stats_rows(entries: list[MailEntry], by: str, sort: str = "count") -> list[tuple[str, int, int]]:
+    """``stats``' rows of ``entries`` as ``select.counted`` counts a scan, in the table's order."""
+    out = select.Counts({})
+    select._count(out, entries, (by,))
+    return render.stats_sorted(out.rows[by], by, sort)
+
+
 def test_stats_count_and_bytes_sorted() -> None:
     mails = [
         entry(hostname="a", size=10),
@@ -215,14 +222,14 @@ def test_stats_count_and_bytes_sorted() -> None:
         entry(hostname="b", size=1000),
         entry(hostname="c", size=5000),
     ]
-    assert render.stats_rows(mails, "host") == [("b", 2, 2000), ("c", 1, 5000), ("a", 1, 10)]
-    assert render.stats_rows(mails, "host", "bytes")[0] == ("c", 1, 5000)
-    table = render.stats_table(render.stats_rows(mails, "host"), "host")
+    assert stats_rows(mails, "host") == [("b", 2, 2000), ("c", 1, 5000), ("a", 1, 10)]
+    assert stats_rows(mails, "host", "bytes")[0] == ("c", 1, 5000)
+    table = render.stats_table(stats_rows(mails, "host"), "host")
     assert "      4    6.8K  (total, 3 host values)" in table
 
 
 def test_stats_by_recipient_counts_each_recipient() -> None:
-    rows = render.stats_rows([entry(recipients=("a", "b")), entry(recipients=("a",))], "recipient")
+    rows = stats_rows([entry(recipients=("a", "b")), entry(recipients=("a",))], "recipient")
     assert rows == [("a", 2, 2468), ("b", 1, 1234)]
 
 

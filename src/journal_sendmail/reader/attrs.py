@@ -8,7 +8,7 @@ spool owner root's flusher read) or the sender only claims it (``MAIL_*``:
 any local user can write those), how it is read from an entry (``values``:
 what a rule matches; ``group``: the group(s) a mail counts in), and how it is
 matched: by the journal (``field``), by the index (``column``), in Python
-(``Filters``' field ``filter`` of ``filters.wanted``).  Table-driven, as
+(``test``: does a mail pass the values of ``Filters``' field ``filter``, in ``filters.wanted``).  Table-driven, as
 python-systemd converts fields (``DEFAULT_CONVERTERS``).
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from ..users import name_of
 from .entry import MailEntry
@@ -33,6 +34,7 @@ class Attr:
     column: str = ""  # the index's column for it ("": none)
     stats: str = ""  # its ``stats --by`` name, where that is older than this table (sender, recipient)
     metavar: str = ""  # its option's value, in --help
+    test: Callable[[MailEntry, tuple[Any, ...]], bool] | None = None  # ``filters.wanted``'s look (None: none)
 
 
 def trusted_uid(e: MailEntry) -> int | None:
@@ -64,21 +66,44 @@ def _user_group(e: MailEntry) -> tuple[str, ...]:
     return _user(e) or _uid(e)
 
 
+def from_matches(e: MailEntry, senders: tuple[str, ...]) -> bool:
+    """``--from``: the envelope sender as given, or the address of the From header (any case).
+
+    >>> e = MailEntry(mail_id="", envelope_from="www-data", headers={"from": "Shop <Shop@example.org>"})
+    >>> from_matches(e, ("www-data",)), from_matches(e, ("shop@example.org",)), from_matches(e, ("Shop",))
+    (True, True, False)
+    """
+    if e.envelope_from in senders:
+        return True
+    header = e.headers.get("from")
+    if not header:
+        return False
+    from ..headers import addresses
+
+    try:
+        found = {a.lower() for a in addresses(header)}
+    except Exception:  # a From header no parser takes: only the envelope counts
+        return False
+    return any(s.lower() in found for s in senders)
+
+
 ATTRS = {a.name: a for a in (
     Attr("host", True, lambda e: (e.hostname,), lambda e: (e.hostname,), "stored on HOST", "hosts", "_HOSTNAME",
          "m.hostname"),
     Attr("unit", True, lambda e: (e.unit,), lambda e: (e.unit,),
          "submitted from the systemd unit UNIT (cron.service, …), by journald's word", "units", "", "m.unit",
-         metavar="UNIT"),
+         metavar="UNIT", test=lambda e, asked: e.systemd_unit in asked),
     Attr("caller_unit", False, lambda e: (e.caller_unit,), None,
          "the unit the sender says it ran in (MAIL_CALLER_UNIT: anyone can claim one)", "caller_units",
-         metavar="UNIT"),
+         metavar="UNIT", test=lambda e, asked: e.caller_unit in asked),
     Attr("caller", False, lambda e: (e.caller_comm,), lambda e: (e.caller_comm,), "handed over by COMM (cron, sudo…)",
          "callers", "MAIL_CALLER_COMM", "m.caller_comm", metavar="COMM"),
     Attr("user", True, _user, _user_group, "submitted by this user (login name)", "uids", metavar="NAME"),
-    Attr("uid", True, _uid, _uid, "submitted by this uid", "uids", "", "m.uid"),
+    Attr("uid", True, _uid, _uid, "submitted by this uid", "uids", "", "m.uid",
+         test=lambda e, asked: e.uid in asked),  # --user too: its Filters field is the uids
     Attr("from", False, lambda e: (e.envelope_from, e.headers.get("from", "")), lambda e: (e.envelope_from,),
-         "envelope sender, or the address of the From header", "senders", stats="sender", metavar="ADDR"),
+         "envelope sender, or the address of the From header", "senders", stats="sender", metavar="ADDR",
+         test=from_matches),
     Attr("to", False, lambda e: (*e.recipients, e.headers.get("to", ""), e.headers.get("cc", "")),
          lambda e: tuple(dict.fromkeys(e.recipients)), "envelope recipient", "recipients", "MAIL_RCPT",
          stats="recipient", metavar="ADDR"),
@@ -89,6 +114,7 @@ BY_STATS = {a.stats or a.name: a for a in ATTRS.values() if a.group is not None 
 LIST_FILTERS = [a for a in ATTRS.values() if a.help]  # the ``list`` options and web parameters of this table
 MATCH_KEYS = (*ATTRS, "body")  # a forward rule's match keys (``body``: the readable body)
 GROUP_KEYS = tuple(a.name for a in ATTRS.values() if a.group is not None)  # a digest's group_by
+IN_PYTHON = [(a.filter, a.test) for a in ATTRS.values() if a.test is not None]  # what the journal's matches cannot say
 
 
 def values(e: MailEntry, name: str) -> tuple[str, ...]:

@@ -34,76 +34,50 @@ def start(args: argparse.Namespace, io: Io) -> tuple[Journal, Query]:
 
 def cmd_list(args: argparse.Namespace, io: Io) -> int:
     reader, q = start(args, io)
-    filters = q.filters
     out = Output(io.out, None)
-    found = 0
-    damaged = Damaged()
-    units = Units()
-    entries = units.seen(damaged.counted(selected(args, io, q, reader)))
-    if args.json:
-        record, line = render.json_record, render.json_line
-        for e in entries:
-            out.write(line(record(e)).encode("utf-8", "surrogateescape"))
-            found += 1
-        for s in units.suppressed(reader, filters):
-            out.write(line(render.json_note(s)).encode("utf-8", "surrogateescape"))
-    else:
-        cols = render.layout(io.width())
-        color = io.color()
-        for e in entries:
+    found = damaged = 0
+    units: set[str] = set()
+    cols, color = render.layout(io.width()), io.color()
+    for e in selected(args, io, q, reader):
+        damaged += bool(e.damaged)
+        units.update(u for u in (e.caller_unit, e.systemd_unit) if u)
+        if args.json:
+            out.write(render.json_line(render.json_record(e)).encode("utf-8", "surrogateescape"))
+        else:
             if not found:
                 out.write((render.table_header(cols, color) + "\n").encode())
             out.write((render.table_line(e, cols, color) + "\n").encode("utf-8", "replace"))
-            found += 1
-        if not found and io.tty():
-            out.write(b"-- No mail --\n")
+        found += 1
+    lost = suppressed(reader, q.filters, units) if args.json or not args.quiet else []
+    if args.json:
+        for s in lost:
+            out.write(render.json_line(render.json_note(s)).encode("utf-8", "surrogateescape"))
+    elif not found and io.tty():
+        out.write(b"-- No mail --\n")
     out.flush()
-    damaged.note(io, args, "listed, marked damaged")
-    units.note(io, args, reader, filters)
+    notes(io, args, damaged, "listed, marked damaged", lost)
     return EX_OK
 
 
-class Units:
-    """The units the mails shown came from, and what journald's rate limit dropped of theirs."""
-
-    def __init__(self) -> None:
-        self.units: set[str] = set()
-        self.found: list[query.Suppressed] | None = None
-
-    def seen(self, entries: Iterable[MailEntry]) -> Iterator[MailEntry]:
-        for e in entries:
-            self.units.update(u for u in (e.caller_unit, e.systemd_unit) if u)
-            yield e
-
-    def suppressed(self, reader: Journal, filters: Filters) -> list[query.Suppressed]:
-        if self.found is None:
-            self.found = [s for s in query.suppressed(reader, filters.since, filters.until) if s.unit in self.units]
-        return self.found
-
-    def note(self, io: Io, args: argparse.Namespace, reader: Journal, filters: Filters) -> None:
-        if args.quiet or not self.units:
-            return
-        for s in self.suppressed(reader, filters):
-            io.say(f"note: journald suppressed {s.dropped} messages from {s.unit} on {s.hostname} at "
-                   f"{render.local_time(s.realtime, '%Y-%m-%d %H:%M:%S')} (its rate limit): mail it sent then "
-                   "may be lost; see RATE LIMIT in journal-mail(1)")
+def suppressed(reader: Journal, filters: Filters, units: set[str]) -> list[query.Suppressed]:
+    """What journald's rate limit dropped of the units the mails shown came from."""
+    if not units:
+        return []
+    return [s for s in query.suppressed(reader, filters.since, filters.until) if s.unit in units]
 
 
-class Damaged:
-    """Counts the damaged entries (forged or corrupt) a command met, for one note."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def counted(self, entries: Iterable[MailEntry]) -> Iterator[MailEntry]:
-        for e in entries:
-            self.count += bool(e.damaged)
-            yield e
-
-    def note(self, io: Io, args: argparse.Namespace, what: str) -> None:
-        if self.count and not args.quiet:
-            io.say(f"note: {self.count} entries look like mail but no journal-sendmail wrote them as they are "
-                   f"(forged or corrupt; {what}): see TRUST in journal-mail(1)")
+def notes(io: Io, args: argparse.Namespace, damaged: int, what: str, lost: list[query.Suppressed]) -> None:
+    """The notes on the damaged entries (forged or corrupt) a command met and on what
+    journald's rate limit dropped of the units of its mails."""
+    if args.quiet:
+        return
+    if damaged:
+        io.say(f"note: {damaged} entries look like mail but no journal-sendmail wrote them as they are "
+               f"(forged or corrupt; {what}): see TRUST in journal-mail(1)")
+    for s in lost:
+        io.say(f"note: journald suppressed {s.dropped} messages from {s.unit} on {s.hostname} at "
+               f"{render.local_time(s.realtime, '%Y-%m-%d %H:%M:%S')} (its rate limit): mail it sent then "
+               "may be lost; see RATE LIMIT in journal-mail(1)")
 
 
 def selected(args: argparse.Namespace, io: Io, q: Query, reader: Journal) -> Iterator[MailEntry]:
@@ -275,10 +249,7 @@ def cmd_stats(args: argparse.Namespace, io: Io) -> int:
         text = render.stats_table(rows, args.by, io.width())
     io.out.write(text.encode("utf-8", "replace"))
     io.out.flush()
-    damaged, units = Damaged(), Units()
-    damaged.count, units.units = found.damaged, found.units
-    damaged.note(io, args, "not counted")
-    units.note(io, args, reader, q.filters)
+    notes(io, args, found.damaged, "not counted", [] if args.quiet else suppressed(reader, q.filters, found.units))
     return EX_OK
 
 

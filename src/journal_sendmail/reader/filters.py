@@ -10,7 +10,7 @@ from typing import Any
 from ..errors import UsageError
 from ..schema import MSG_MAIL, MSG_REFUSED
 from ..users import uid_of
-from .attrs import LIST_FILTERS
+from .attrs import IN_PYTHON, LIST_FILTERS
 from .entry import MailEntry
 from .timespec import parse_time
 
@@ -55,42 +55,18 @@ class Filters:
         return out
 
 
-def wanted(e: MailEntry, filters: Filters, body: Callable[[MailEntry], str]) -> bool:
-    """Does ``e`` pass the filters the journal cannot evaluate itself?"""
-    if filters.senders and not from_matches(e, filters.senders):
-        return False
-    if filters.uids and e.uid not in filters.uids:
-        return False
-    if filters.units and e.systemd_unit not in filters.units:
-        return False
-    if filters.caller_units and e.caller_unit not in filters.caller_units:
-        return False
+def wanted(e: MailEntry, filters: Filters, body: Callable[[MailEntry], str] | None = None) -> bool:
+    """Does ``e`` pass the filters the journal cannot evaluate itself?  ``body``: the text
+    ``--grep`` searches (the stored MAIL_TEXT or the decoded raw message; None: MAIL_TEXT)."""
+    for name, test in IN_PYTHON:  # the attribute table's
+        asked = getattr(filters, name)
+        if asked and not test(e, asked):
+            return False
     if filters.mail_ids and not any(e.mail_id.startswith(p.lower()) for p in filters.mail_ids):
         return False
     if filters.subject is not None and not filters.subject.search(e.subject):
         return False
-    return filters.grep is None or filters.grep.search(body(e)) is not None
-
-
-def from_matches(e: MailEntry, senders: tuple[str, ...]) -> bool:
-    """``--from``: the envelope sender as given, or the address of the From header (any case).
-
-    >>> e = MailEntry(mail_id="", envelope_from="www-data", headers={"from": "Shop <Shop@example.org>"})
-    >>> from_matches(e, ("www-data",)), from_matches(e, ("shop@example.org",)), from_matches(e, ("Shop",))
-    (True, True, False)
-    """
-    if e.envelope_from in senders:
-        return True
-    header = e.headers.get("from")
-    if not header:
-        return False
-    from ..headers import addresses
-
-    try:
-        found = {a.lower() for a in addresses(header)}
-    except Exception:  # a From header no parser takes: only the envelope counts
-        return False
-    return any(s.lower() in found for s in senders)
+    return filters.grep is None or filters.grep.search(body(e) if body else e.text or "") is not None
 
 
 def regex(text: str, smart_case: bool) -> re.Pattern[str]:

@@ -39,6 +39,7 @@ else on the body read back from the journal (a longer body is still found).
 
 from __future__ import annotations
 
+import collections
 import functools
 import hashlib
 import json
@@ -367,7 +368,7 @@ class Builder:
         added = 0
         reader = file_reader(f.path, cursor)
         try:
-            rows: list[tuple[Any, ...]] = []
+            rows: list[_Row] = []
             last = cursor
             started = time.monotonic()
             for t in reader.steps():
@@ -387,7 +388,7 @@ class Builder:
             reader.close()
         return added
 
-    def _row(self, d: Fields, t: int, c: str, fid: int, pos: int) -> tuple[Any, ...]:
+    def _row(self, d: Fields, t: int, c: str, fid: int, pos: int) -> _Row:
         e = to_entry(d, t, c)
         body = searchable_body(e, self.open_parts)
         k = parse_cursor(c)
@@ -399,13 +400,13 @@ class Builder:
         for a in e.recipients:
             how[a] = how.get(a, 0) | 2
         key = copy_key(functools.partial(first_value, d), c)
-        return (fid, pos, k.get("s", ""), int(k.get("i", "0"), 16), k.get("b", ""), int(k.get("m", "0"), 16),
+        return _Row(fid, pos, k.get("s", ""), int(k.get("i", "0"), 16), k.get("b", ""), int(k.get("m", "0"), 16),
                 t, _signed(int(k.get("x", "0"), 16)), sent, key, e.kind, e.mail_id, e.envelope_from,
                 e.subject, e.uid, e.hostname, e.boot_id, e.caller_comm, e.unit, int(e.spooled), e.size,
                 int(bool(e.damaged)),
                 int(len(body) <= BODY_MAX), entry_json(e), body[:BODY_MAX], how, e)
 
-    def _commit(self, db: sqlite3.Connection, fid: int, rows: list[tuple[Any, ...]], cursor: str | None,
+    def _commit(self, db: sqlite3.Connection, fid: int, rows: list[_Row], cursor: str | None,
                 pos: int, n_entries: int | None) -> int:
         """Rows, their counts and the file's cursor in one transaction: a kill leaves all or nothing."""
         first = db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM mails").fetchone()[0]
@@ -413,27 +414,23 @@ class Builder:
         acc: dict[tuple[str, str, str], list[int]] = {}
         marks = self._late(db, rows) if self.central else [(1, 0)] * len(rows)  # (first, late)
         for row in rows if not self.central else ():  # a central index counts each mail once: _regroup
-            for by, key in _groups(row[-1]):
-                slot = acc.setdefault((row[10], by, key), [0, 0])
+            for by, key in _groups(row.e):
+                slot = acc.setdefault((row.kind, by, key), [0, 0])
                 slot[0] += 1
-                slot[1] += row[20]
+                slot[1] += row.size
         db.execute("BEGIN")
-        db.executemany("INSERT INTO mails (id, file, pos, seqnum_id, seqnum, boot, monotonic, realtime, xor, sent, "
-                       "copy_key, kind, mail_id, envelope_from, subject, uid, hostname, boot_id, caller_comm, "
-                       "unit, spooled, size, damaged, body_complete, entry, first, late) VALUES "
-                       "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                       [(i, *row[:24], *mark) for i, row, mark in zip(ids, rows, marks, strict=True)])
+        db.executemany(_INSERT, [(i, *row[:_COLUMNS], *mark) for i, row, mark in zip(ids, rows, marks, strict=True)])
         db.executemany("INSERT INTO fts (rowid, subject, body, who) VALUES (?, ?, ?, ?)",
-                       [(i, row[13], row[24], "\n".join(search_fields(row[-1])[1:]))
+                       [(i, row.subject, row.body, "\n".join(search_fields(row.e)[1:]))
                         for i, row in zip(ids, rows, strict=True)])
         db.executemany("INSERT INTO rcpt VALUES (?, ?, ?)",
-                       [(i, a, h) for i, row in zip(ids, rows, strict=True) for a, h in row[25].items()])
+                       [(i, a, h) for i, row in zip(ids, rows, strict=True) for a, h in row.how.items()])
         db.executemany("INSERT INTO agg VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (file, kind, by, key) DO UPDATE SET "
                        "mails = mails + excluded.mails, bytes = bytes + excluded.bytes",
                        [(fid, kind, by, key, n, size) for (kind, by, key), (n, size) in acc.items()])
-        db.executemany("INSERT OR IGNORE INTO seqs VALUES (?, ?)", [(fid, s) for s in {row[2] for row in rows}])
+        db.executemany("INSERT OR IGNORE INTO seqs VALUES (?, ?)", [(fid, s) for s in {row.seqnum_id for row in rows}])
         if self.central:
-            _regroup(db, {row[9] for row in rows})
+            _regroup(db, {row.copy_key for row in rows})
         if n_entries is None:
             db.execute("UPDATE files SET cursor = ?, pos = ? WHERE id = ?", (cursor, pos, fid))
         else:
@@ -443,21 +440,31 @@ class Builder:
         return len(rows)
 
 
-    def _late(self, db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> list[tuple[int, int]]:
+    def _late(self, db: sqlite3.Connection, rows: list[_Row]) -> list[tuple[int, int]]:
         """(first, late) of new rows of a central index: ``late`` when a mail before it in its
         sequence (by seqnum, copies included, refused entries not) was stamped later."""
         highest: dict[str, int] = {}
         out = []
         for row in rows:
-            seq, sent = row[2], row[8]
+            seq, sent = row.seqnum_id, row.sent
             if seq not in highest:
                 highest[seq] = db.execute("SELECT COALESCE(MAX(sent), 0) FROM mails WHERE seqnum_id = ? AND "
-                                          "seqnum < ? AND kind = 'mail'", (seq, row[3])).fetchone()[0]
+                                          "seqnum < ? AND kind = 'mail'", (seq, row.seqnum)).fetchone()[0]
             out.append((0, int(sent < highest[seq])))
-            if row[10] == "mail":
+            if row.kind == "mail":
                 highest[seq] = max(highest[seq], sent)
         return out
 
+
+# One mail's row as the builder makes it: the mails table's columns (as many as _COLUMNS, in its
+# order), then its body for the full-text table, its recipients (address -> how: 1 MAIL_RCPT,
+# 2 the entry's recipients) and the entry.
+_Row = collections.namedtuple("_Row", "file pos seqnum_id seqnum boot monotonic realtime xor sent copy_key kind "
+                              "mail_id envelope_from subject uid hostname boot_id caller_comm unit spooled size "
+                              "damaged body_complete entry body how e")
+_COLUMNS = _Row._fields.index("body")
+_INSERT = (f"INSERT INTO mails (id, {', '.join(_Row._fields[:_COLUMNS])}, first, late) "
+           f"VALUES ({', '.join('?' * (_COLUMNS + 3))})")
 
 ORDER = ("sent", "realtime", "boot", "monotonic", "seqnum_id", "seqnum")  # a central journal's (indexed.central_order)
 

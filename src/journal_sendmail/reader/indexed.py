@@ -564,9 +564,7 @@ def _tail_units(tail: list[Row]) -> set[str]:
 
 def _unfiltered(f: Filters) -> bool:
     """Only the kinds of mail asked for: the ``agg`` table's counts answer."""
-    return (f.since is None and f.until is None and f.subject is None and f.grep is None
-            and not (f.senders or f.recipients or f.uids or f.callers or f.units or f.caller_units
-                     or f.hosts or f.boots or f.mail_ids or f.spooled))
+    return f == Filters(refused=f.refused)
 
 
 def _only_text(f: Filters) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -112,17 +113,20 @@ class Signals:
     hup: bool = False
 
     @classmethod
-    def install(cls, hup: bool = True) -> Signals:
+    def install(cls, hup: bool = True, on_stop: Callable[[], None] | None = None) -> Signals:
+        """The handlers, installed; ``on_stop``: called too when stopped (in the handler)."""
         flags = cls()
 
-        def on_stop(signum: int, frame: object) -> None:
+        def stop(signum: int, frame: object) -> None:
             flags.stop = True
+            if on_stop is not None:
+                on_stop()
 
         def on_hup(signum: int, frame: object) -> None:
             flags.hup = True
 
-        signal.signal(signal.SIGTERM, on_stop)
-        signal.signal(signal.SIGINT, on_stop)
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
         if hup:
             signal.signal(signal.SIGHUP, on_hup)
         return flags

@@ -64,11 +64,10 @@ def mails(
     searches (the stored MAIL_TEXT or the decoded raw message).
     """
     reader.match(*filters.matches())
-    get_body = body or (lambda e: e.text or "")
     if lines is None and not reverse:
-        yield from _scan(reader, filters, get_body, forward=True)
+        yield from _scan(reader, filters, body, forward=True)
         return
-    yield from newest(_scan(reader, filters, get_body, forward=False), lines, reverse)
+    yield from newest(_scan(reader, filters, body, forward=False), lines, reverse)
 
 
 def newest(entries: Iterable[T], lines: int | None, reverse: bool) -> Iterator[T]:
@@ -80,7 +79,8 @@ def newest(entries: Iterable[T], lines: int | None, reverse: bool) -> Iterator[T
     yield from chosen if reverse else reversed(chosen)
 
 
-def _scan(reader: Journal, filters: Filters, body: Callable[[MailEntry], str], forward: bool) -> Iterator[MailEntry]:
+def _scan(reader: Journal, filters: Filters, body: Callable[[MailEntry], str] | None,
+          forward: bool) -> Iterator[MailEntry]:
     since, until = filters.since, filters.until
     if forward:
         reader.seek_time(since) if since is not None else reader.head()
@@ -120,7 +120,6 @@ def follow(
     entry at its saved cursor once more when it restarts, so a central
     journal can hold a mail twice, the copies close together.
     """
-    get_body = body or (lambda e: e.text or "")
     reader.match(*filters.matches())
     recent: dict[tuple[str, Sender], None] = {}  # (MAIL_ID, sender) given out, oldest first
     pending = False  # is the reader on an entry not yet given out?
@@ -145,7 +144,7 @@ def follow(
                 continue
             e = reader.entry(t)
             key = (e.mail_id, e.sender)
-            if (e.mail_id and key in recent) or not wanted(e, filters, get_body):
+            if (e.mail_id and key in recent) or not wanted(e, filters, body):
                 continue
             recent[key] = None
             if len(recent) > FOLLOW_MEMORY:
@@ -181,7 +180,6 @@ def central(
     one host's file), and the mails.  Reads the journal twice, so that only
     (order, copy key, cursor) of every mail is held at once.
     """
-    get_body = body or (lambda e: e.text or "")
     since, until = filters.since, filters.until
     reader.match(*filters.matches())
     reader.head()  # not seek_time: the entries are in the order they arrived, not in time order
@@ -207,7 +205,7 @@ def central(
         if e is None:
             return None
         e.duplicates = copies.get(copy_key(get, cursor), 0)
-        return e if wanted(e, filters, get_body) else None
+        return e if wanted(e, filters, body) else None
 
     if lines is None and not reverse:
         return late_mails, filter(None, map(fetch, (c for _, c in ordered)))
@@ -218,7 +216,6 @@ def central_each(reader: Journal, filters: Filters,
                  body: Callable[[MailEntry], str] | None = None) -> tuple[list[int], Iterator[MailEntry]]:
     """What ``central`` gives, each mail once, in the order read: one pass, for counting
     (``stats``).  The list holds ``central``'s late count once the mails are all read."""
-    get_body = body or (lambda e: e.text or "")
     since, until = filters.since, filters.until
     late = [0]
 
@@ -237,7 +234,7 @@ def central_each(reader: Journal, filters: Filters,
                 first[key] = (order, is_late)
             if got is None:
                 e = to_entry(d, t, cursor)
-                if wanted(e, filters, get_body):
+                if wanted(e, filters, body):
                     yield e
         late[0] = sum(1 for _, is_late in first.values() if is_late)
 

@@ -11,7 +11,6 @@ import base64
 import json
 import re
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any
@@ -459,17 +458,6 @@ def stats_keys(e: MailEntry, by: str) -> list[str]:
     if by == "day":
         return [local_time(e.realtime, "%Y-%m-%d")]  # only when asked: the index counts every mail by five keys
     return [k or "(none)" for k in group(e, by)] or ["(none)"]
-
-
-def stats_rows(entries: Iterable[MailEntry], by: str, sort: str = "count") -> list[tuple[str, int, int]]:
-    """(key, count, bytes), most first (``day`` in date order)."""
-    acc: dict[str, list[int]] = {}
-    for e in entries:
-        for k in stats_keys(e, by):
-            slot = acc.setdefault(k, [0, 0])
-            slot[0] += 1
-            slot[1] += e.size
-    return stats_sorted([(k, c, b) for k, (c, b) in acc.items()], by, sort)
 
 
 def stats_sorted(rows: list[tuple[str, int, int]], by: str, sort: str = "count") -> list[tuple[str, int, int]]:

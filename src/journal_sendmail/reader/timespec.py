@@ -5,6 +5,7 @@ from __future__ import annotations
 import calendar
 import re
 import time
+from collections.abc import Mapping
 
 US = 1_000_000
 
@@ -34,8 +35,9 @@ _ABS = re.compile(
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
-def parse_span(text: str) -> int:
-    """A time span as systemd writes it, in µs: ``1h 30min``, ``2d``, ``90`` (seconds).
+def parse_span(text: str, units: Mapping[str, int] = _UNITS) -> int:
+    """A time span as systemd writes it, in µs: ``1h 30min``, ``2d``, ``90`` (seconds);
+    ``units``: the units it may name (forward.toml's are fewer).
 
     >>> parse_span("1h 30min"), parse_span("2d"), parse_span("90")
     (5400000000, 172800000000, 90000000)
@@ -48,7 +50,7 @@ def parse_span(text: str) -> int:
         if m is None or m.end() == pos:
             raise ValueError(f"bad time span {text!r}")
         unit = m.group(2) or "s"
-        scale = _UNITS.get(unit, _UNITS.get(unit.lower()) if unit != "M" else None)
+        scale = units.get(unit, units.get(unit.lower()) if unit != "M" else None)
         if scale is None:
             raise ValueError(f"unknown time unit {unit!r} in {text!r}")
         total += float(m.group(1)) * scale

@@ -14,6 +14,7 @@ from typing import Any
 from ...errors import ConfigError
 from ..attrs import GROUP_KEYS as GROUP_KEYS  # the keys come from the attribute table
 from ..attrs import MATCH_KEYS as MATCH_KEYS
+from ..timespec import US, parse_span
 from .hours import Hours
 from .hours import parse as parse_hours
 
@@ -31,9 +32,9 @@ EXPECT_KEYS = ("name", "match", "every", "grace", "per", "hosts", "route")
 TRUSTED_KEYS = ("unit", "user", "uid")  # an expectation must match on one: journald's word for who sent it
 DIGEST_KEYS = ("to", "at", "every", "group_by", "examples", "max_size")
 SIZE_UNITS = {"": 1, "k": 1024, "m": 1024 * 1024}
+UNITS = {"s": US, "m": 60 * US, "h": 3600 * US, "d": 86400 * US, "w": 604800 * US}  # of a duration
 DIGEST_MAX_SIZE = 1024 * 1024
 DIGEST_MIN_SIZE = 32 * 1024
-UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 @dataclass(frozen=True)
@@ -155,17 +156,20 @@ class _Where:
 
 
 def duration(text: object) -> float:
-    """Seconds from ``30``, ``"30s"``, ``"5m"``, ``"1h"``, ``"2d"``.
+    """Seconds from a positive number or a span in ``UNITS`` (``timespec.parse_span``, the one
+    parser of spans, with forward.toml's units): ``"30s"``, ``"5m"``, ``"2d"``, ``"1h 30m"``.
 
-    >>> duration("90s"), duration("1h"), duration(5), duration("1.5m")
-    (90.0, 3600.0, 5.0, 90.0)
+    >>> duration("90s"), duration("1h"), duration(5), duration("1.5m"), duration("1h 30m")
+    (90.0, 3600.0, 5.0, 90.0, 5400.0)
     """
     if isinstance(text, (int, float)) and not isinstance(text, bool) and text > 0:
         return float(text)
-    if isinstance(text, str):
-        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text)
-        if m and float(m.group(1)) > 0:
-            return float(m.group(1)) * UNITS[m.group(2) or "s"]
+    try:
+        us = parse_span(text, UNITS) if isinstance(text, str) else 0
+    except ValueError:
+        us = 0
+    if us > 0:
+        return us / US
     raise ValueError(f"want a duration such as 30s, 5m, 1h or 2d, not {text!r}")
 
 

@@ -21,7 +21,6 @@ import grp
 import ipaddress
 import os
 import resource
-import signal
 import socket
 import ssl
 import stat
@@ -32,7 +31,7 @@ from http.server import ThreadingHTTPServer
 from typing import Any
 
 from ...errors import EX_OK, ConfigError, UsageError
-from ..output import Io
+from ..output import Io, Signals
 from ..source import Source, open_journal
 from .app import Inbox
 from .auth import Passwords
@@ -285,13 +284,12 @@ def serve(io: Io, source: Source, index: bool, listen: list[str], auth: str | No
             s.server_close()
         raise
 
-    def on_stop(signum: int, frame: object) -> None:
+    def on_stop() -> None:
         stopping.set()
         for s in servers:
             threading.Thread(target=s.shutdown, daemon=True).start()
 
-    signal.signal(signal.SIGTERM, on_stop)
-    signal.signal(signal.SIGINT, on_stop)
+    Signals.install(hup=False, on_stop=on_stop)
     scheme = "https" if context else "http"
     for server, address in zip(servers, addresses, strict=True):
         if isinstance(address, str):
