@@ -58,36 +58,4 @@ class SpoolError(JournalSendmailError):
     tag = "spool"
 
 
-# The reader's (journal-mail)
-
-
-class NotFound(JournalSendmailError):
-    """A journal directory, file or mail that is not there."""
-
-    code = EX_NOINPUT
-    tag = "not-found"
-
-
-class NoPermission(JournalSendmailError):
-    """Journal files exist but none of them is readable by this user."""
-
-    code = EX_NOPERM
-    tag = "permission"
-
-
-class DamagedMail(JournalSendmailError):
-    """A stored message that cannot be given back exactly (part missing, digest wrong)."""
-
-    code = EX_DATAERR
-    tag = "damaged"
-
-    def __init__(self, mail_id: str, reason: str) -> None:
-        super().__init__(f"mail {mail_id} is damaged: {reason}; not written")
-        self.mail_id = mail_id
-
-
-class OutputError(JournalSendmailError):
-    """An output file or directory that cannot be created or written."""
-
-    code = EX_CANTCREAT
-    tag = "output"
+# The reader's own (journal-mail) live in reader/errors.py: the sender never builds them.

@@ -132,18 +132,17 @@ class Journald:
 
     def kill(self) -> None:
         """Kill journald (the held socket, if any, stays with the queue on it)."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGCONT)
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        self.proc = None
+        self._end(signal.SIGKILL)
 
     def terminate(self) -> None:
         """Stop journald with SIGTERM, as systemd does on a restart; the held
         socket, and what senders queue on it meanwhile, stays."""
+        self._end(signal.SIGTERM)
+
+    def _end(self, sig: signal.Signals) -> None:
         if self.proc is not None and self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGCONT)
-            self.proc.terminate()
+            self.proc.send_signal(sig)
             self.proc.wait(timeout=10)
         self.proc = None
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from kit.support import json_raw, mboxrd_unescape
 
-from journal_sendmail.errors import DamagedMail
 from journal_sendmail.reader import cli, render, select
 from journal_sendmail.reader.assemble import assemble
 from journal_sendmail.reader.entry import MailEntry
+from journal_sendmail.reader.errors import DamagedMail
 from journal_sendmail.reader.filters import Filters
 from journal_sendmail.reader.output import Io
 from journal_sendmail.reader.timespec import parse_time

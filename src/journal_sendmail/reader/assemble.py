@@ -14,9 +14,9 @@ from collections.abc import Callable
 
 from .. import schema
 from ..body import searchable
-from ..errors import DamagedMail
 from ..schema import MSG_PART, SENDER_FIELDS
 from .entry import MailEntry, count
+from .errors import DamagedMail
 from .source import Journal
 
 

@@ -7,9 +7,10 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 
-from ..errors import EX_OK, DamagedMail, NotFound, OutputError
+from ..errors import EX_OK
 from . import index, query, render
 from .entry import MailEntry, Sender
+from .errors import DamagedMail, NotFound, OutputError
 from .filters import Filters, make_filters
 from .output import FLUSH_BYTES, Io, Output, Signals, eml_directory, page, read_cursor, save_cursor, write_eml
 from .select import Query, body_of, counted, find, resolved, select, whole

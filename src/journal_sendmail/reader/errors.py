@@ -7,23 +7,17 @@ from ..errors import EX_CANTCREAT, EX_DATAERR, EX_NOINPUT, EX_NOPERM, JournalSen
 
 class NotFound(JournalSendmailError):
     """A journal directory, file or mail that is not there."""
-
-    code = EX_NOINPUT
-    tag = "not-found"
+    code, tag = EX_NOINPUT, "not-found"
 
 
 class NoPermission(JournalSendmailError):
     """Journal files exist but none of them is readable by this user."""
-
-    code = EX_NOPERM
-    tag = "permission"
+    code, tag = EX_NOPERM, "permission"
 
 
 class DamagedMail(JournalSendmailError):
     """A stored message that cannot be given back exactly (part missing, digest wrong)."""
-
-    code = EX_DATAERR
-    tag = "damaged"
+    code, tag = EX_DATAERR, "damaged"
 
     def __init__(self, mail_id: str, reason: str) -> None:
         super().__init__(f"mail {mail_id} is damaged: {reason}; not written")
@@ -32,6 +26,4 @@ class DamagedMail(JournalSendmailError):
 
 class OutputError(JournalSendmailError):
     """An output file or directory that cannot be created or written."""
-
-    code = EX_CANTCREAT
-    tag = "output"
+    code, tag = EX_CANTCREAT, "output"

@@ -9,9 +9,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO
 
-from ..errors import NotFound, OutputError, UsageError
+from ..errors import UsageError
 from ..message import write_all
 from . import render, safefile
+from .errors import NotFound, OutputError
 
 PROG = "journal-mail"
 

@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
-from ..errors import NotFound
 from ..schema import MSG_JOURNAL_DROPPED, MSG_MAIL, copy_key
 from .entry import SIZE_MAX, MailEntry, Sender, _text, count, first_value, to_entry
+from .errors import NotFound
 from .filters import Filters, wanted
 from .source import Journal
 from .timespec import US

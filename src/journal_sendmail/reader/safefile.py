@@ -18,8 +18,9 @@ import os
 import secrets
 import stat
 
-from ..errors import ConfigError, OutputError
+from ..errors import ConfigError
 from ..message import write_all
+from .errors import OutputError
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .. import users
-from ..errors import DamagedMail, NotFound, UsageError
+from ..errors import UsageError
 from . import index, indexed, query, render
 from .assemble import assemble, searchable_body
 from .entry import MailEntry
+from .errors import DamagedMail, NotFound
 from .filters import Filters, make_filters
 from .source import Journal, Source, open_reader, opener
 

@@ -42,9 +42,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 from .. import users
-from ..errors import NoPermission, NotFound, UsageError
+from ..errors import UsageError
 from ..schema import PART_SIZE_MAX
 from .entry import WITHHELD, MailEntry, count, to_entry
+from .errors import NoPermission, NotFound
 
 LOCAL_ONLY = 1  # SD_JOURNAL_LOCAL_ONLY
 DATA_THRESHOLD = PART_SIZE_MAX + len("MAIL_RAW=") + 1  # a MAIL_RAW one byte too long is seen as such

@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterator
 from typing import IO
 
-from ...errors import DamagedMail
+from ..errors import DamagedMail
 from ..render import printable, rfc3339
 from ..source import Journal, Source, open_reader
 from . import compose, silence, source

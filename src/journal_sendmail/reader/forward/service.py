@@ -19,9 +19,9 @@ from functools import cached_property
 from typing import Any
 
 from ...body import searchable
-from ...errors import DamagedMail
 from ..assemble import assemble
 from ..entry import MailEntry
+from ..errors import DamagedMail
 from ..output import Signals
 from ..render import rfc3339
 from ..source import Journal, Source, open_reader

@@ -23,10 +23,11 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import jinja2
 
-from ...errors import DamagedMail, JournalSendmailError, NoPermission, NotFound, UsageError
+from ...errors import JournalSendmailError, UsageError
 from .. import indexed, render
 from ..attrs import LIST_FILTERS
 from ..entry import MailEntry
+from ..errors import DamagedMail, NoPermission, NotFound
 from ..filters import make_filters
 from ..output import Io
 from ..query import follow
