@@ -17,23 +17,24 @@ from pathlib import Path
 
 import pytest
 from kit import harness
-from kit.forward import MSG_FORWARD, Smarthost, dests, events, forward, spawn_forward, store, subjects
-from kit.reader import ENV, as_user
-from kit.support import python, wait_until
+from kit.forward import (
+    MSG_FORWARD,
+    Smarthost,
+    dests,
+    events,
+    forward,
+    forward_at,
+    spawn_forward,
+    store,
+    subjects,
+    text_of,
+)
+from kit.reader import as_user
+from kit.support import wait_until
 from kit.web import start_serve, stop
 
 Sendmail = Callable[..., subprocess.CompletedProcess[bytes]]
 Config = Callable[[str], Path]
-
-
-def forward_at(cfg: Path, offset: float, *args: str) -> subprocess.CompletedProcess[bytes]:
-    """journal-mail forward with its clock (time.time, which the forwarder takes as its ``now``) ``offset``
-    seconds ahead of the real one; libfaketime cannot be used: its clock_nanosleep fails Python's short
-    sleeps with EINVAL."""
-    code = (f"import time; real = time.time; time.time = lambda: real() + {offset!r}; "
-            "from journal_sendmail.reader.cli import entry; entry()")
-    return subprocess.run([*python(code), "forward", "--config", str(cfg), *args],
-                          capture_output=True, env=ENV, timeout=120)
 
 
 @contextmanager
@@ -64,10 +65,6 @@ def inbox() -> Iterator[Callable[[str], str]]:
 
 def logged(journald: harness.Journald, kind: str) -> None:
     wait_until(lambda: journald.sync() or bool(events(kind)), 30, f"the forwarder's {kind} event")
-
-
-def text_of(m: object) -> str:
-    return m.message.get_body(("plain",)).get_content()  # type: ignore[attr-defined, no-any-return]
 
 
 ALL = '[source]\nstart = "all"\n'

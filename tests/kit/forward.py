@@ -22,6 +22,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from kit import harness
 from kit.net import Recorder, free_port
 from kit.reader import ENV, READER, message
+from kit.support import python
 
 MSG_FORWARD = "cda5a93613b14aa58d5d8dd0dbbe3c61"
 
@@ -123,6 +124,24 @@ def forward(config: Path, *args: str, timeout: float = 120, cap: int | None = No
 def spawn_forward(config: Path, *args: str, err: Path) -> subprocess.Popen[bytes]:
     with open(err, "ab") as f:
         return subprocess.Popen([*READER, "forward", "--config", str(config), *args], stdout=f, stderr=f, env=ENV)
+
+
+def forward_argv(cfg: Path, offset: float, *args: str) -> list[str]:
+    """journal-mail forward with its clock (time.time, which the forwarder takes as its ``now``) ``offset``
+    seconds ahead of the real one; libfaketime cannot be used: its clock_nanosleep fails Python's short
+    sleeps with EINVAL."""
+    code = (f"import time; real = time.time; time.time = lambda: real() + {offset!r}; "
+            "from journal_sendmail.reader.cli import entry; entry()")
+    return [*python(code), "forward", "--config", str(cfg), *args]
+
+
+def forward_at(cfg: Path, offset: float, *args: str) -> subprocess.CompletedProcess[bytes]:
+    """``forward_argv``, run to completion."""
+    return subprocess.run(forward_argv(cfg, offset, *args), capture_output=True, env=ENV, timeout=120)
+
+
+def text_of(m: object) -> str:
+    return m.message.get_body(("plain",)).get_content()  # type: ignore[attr-defined, no-any-return]
 
 
 def events(kind: str | None = None) -> list[dict[str, Any]]:
