@@ -224,6 +224,17 @@ def test_missing_then_resolved_is_told_once_to_each_destination() -> None:
     assert "its own time said 1970-01-01T00:01:40Z" in text
 
 
+def test_an_expectation_added_later_counts_its_listed_hosts_from_its_own_first_pass() -> None:
+    rec0: dict = {"started": 0.0}  # an older state: one start for every expectation
+    assert expect.first_pass(rec0, "backup", 0.0) == 0.0
+    later = 3 * 86400.0  # "smart" added to the running forwarder three days on
+    assert expect.first_pass(rec0, "smart", later) == later and expect.first_pass(rec0, "backup", later) == 0.0
+    ghost: dict = {"told": {}}  # listed in "smart", never seen
+    assert expect.state(ghost, later + 60, 86400.0, 7200.0, expect.first_pass(rec0, "smart", later + 60)) == "ok"
+    assert expect.state(ghost, later + 86400 + 7201, 86400.0, 7200.0, expect.first_pass(rec0, "smart", 0)) == "missing"
+    assert expect.state(ghost, later + 60, 86400.0, 7200.0, 0.0) == "missing"  # what the shared start said
+
+
 EXPECT = '[[expect]]\nname = "backup"\nmatch = { unit = "backup.service" }\nevery = "1d"\nroute = ["ops"]\n'
 
 

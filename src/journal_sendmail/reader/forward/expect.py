@@ -48,6 +48,22 @@ def observe(hosts: dict[str, Any], host: str, claimed: float, at: float, mail_id
         rec.update(at=at, claimed=claimed, mail_id=mail_id)
 
 
+def first_pass(rec0: dict[str, Any], name: str, now: float) -> float:
+    """When expectation ``name`` first ran (``state``'s ``started``): its own first pass, so that one added to
+    a running forwarder does not take its listed hosts for missing at once (a start shared by every
+    expectation did; the shared one of an older state is dropped, which only delays, never adds, a notice).
+
+    >>> rec0 = {"started": 0.0}
+    >>> first_pass(rec0, "backup", 100.0), first_pass(rec0, "backup", 200.0), first_pass(rec0, "smart", 300.0)
+    (100.0, 100.0, 300.0)
+    >>> rec0
+    {'starts': {'backup': 100.0, 'smart': 300.0}}
+    """
+    rec0.pop("started", None)
+    starts: dict[str, float] = rec0.setdefault("starts", {})
+    return starts.setdefault(name, now)
+
+
 def state(rec: dict[str, Any], now: float, every: float, grace: float, started: float) -> str:
     """``"missing"`` when the host's mail is more than ``every + grace`` overdue, else ``"ok"``; never
     before ``every + grace`` after the expectation's first pass (``started``): the times of what it read

@@ -427,7 +427,6 @@ class Forwarder:
         "missing" or "resolved" notice to each destination that has not been told yet."""
         now = self.now()
         rec0 = st.record("expect")
-        started = rec0.setdefault("started", now)
         floor = rec0.get("pass_start")
         seen: dict[str, dict[str, dict[str, Any]]] = rec0.setdefault("seen", {})
         index = Prefilter([(x, x.rule) for x in self.cfg.expects])
@@ -445,6 +444,7 @@ class Forwarder:
         loghost = socket.gethostname()
         for x in self.cfg.expects:
             hosts = seen.setdefault(x.name, {})
+            started = expect.first_pass(rec0, x.name, now)
             for h in x.hosts:
                 hosts.setdefault(h, {"told": {}})
             for host, rec in hosts.items():
