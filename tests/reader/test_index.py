@@ -319,3 +319,30 @@ def test_the_index_is_readable_exactly_by_those_who_read_the_journal(corpus: Cor
     assert p.returncode in (73, 77) and b"Traceback" not in p.stderr, p.stderr
 
 
+
+
+def test_a_schema_6_index_is_migrated_where_it_lies(corpus: Corpus) -> None:
+    """0.3.0's central index (schema 6) lacks only mails_late: the next update adds it and says 7,
+    without building the index anew (a log host's million mails took an hour to index)."""
+    from journal_sendmail.reader import index
+    from journal_sendmail.reader.source import Source
+
+    path = index.index_path(Source(directory=str(corpus.central)), str(INDEX_DIR))
+    before = ok(run_jm("-D", str(corpus.central), "list", "--json"))
+    db = sqlite3.connect(path)
+    try:
+        db.execute("DROP INDEX mails_late")
+        db.execute("UPDATE meta SET value = '6' WHERE key = 'schema'")
+        db.execute("UPDATE meta SET value = '1' WHERE key = 'created'")  # a rebuild would write now
+        db.commit()
+        assert ok(run_jm("-D", str(corpus.central), "list", "--json")) == before  # 6 unread: the scan's answer
+        p = run_jm("-D", str(corpus.central), "index")
+        assert p.returncode == 0 and b"rebuilding" not in p.stderr, p.stderr
+        meta = dict(db.execute("SELECT key, value FROM meta"))
+        assert (meta["schema"], meta["created"]) == ("7", "1")
+        plan = " ".join(str(r) for r in db.execute(
+            "EXPLAIN QUERY PLAN SELECT m.id FROM mails m WHERE m.first > 0 AND m.late = 1"))
+        assert "mails_late" in plan, plan
+    finally:
+        db.close()
+    assert ok(run_jm("-D", str(corpus.central), "list", "--json")) == before

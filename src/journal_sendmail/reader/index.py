@@ -61,7 +61,8 @@ from .filters import Filters
 from .source import Fields, Journal, Source, journal_files, open_reader
 
 INDEX_DIR = "/var/lib/journal-mail/index"
-SCHEMA_VERSION = 6  # 5: uid is the spool owner, writer_uid, unit trusted; 6: first, copies, late, fts.who
+SCHEMA_VERSION = 7  # 5: uid is the spool owner, writer_uid, unit trusted;
+# 6: first, copies, late, fts.who; 7: mails_late
 BODY_MAX = 16 * 1024  # characters of body kept for search
 BATCH = 20000  # rows per transaction (bigger ones make fewer, larger full-text segments to merge)
 HEADER = 200  # bytes of a journal file's header read for its id and entry count
@@ -104,7 +105,13 @@ CENTRAL = """
 CREATE INDEX mails_order ON mails (sent, realtime, boot, monotonic, seqnum_id, seqnum) WHERE first > 0;
 CREATE INDEX mails_copy ON mails (copy_key);
 CREATE INDEX mails_seq ON mails (seqnum_id, seqnum);
+CREATE INDEX mails_late ON mails (id) WHERE late = 1 AND first > 0;
 """  # a directory's or files' index: the central order, copies, late (indexed._central)
+
+# Schema 7 adds only mails_late, which indexed._late counts through for every list, stats and
+# web page (without it, every row of a log host's million mails: 1.8 s): a schema 6 index gets
+# it where it lies instead of being built anew.
+MIGRATE = {"6": "CREATE INDEX IF NOT EXISTS mails_late ON mails (id) WHERE late = 1 AND first > 0;"}
 
 
 class IndexError_(Exception):
@@ -290,6 +297,7 @@ class Builder:
         if not rebuild and os.path.exists(self.path):
             try:
                 idx = Index(connect(self.path, write=True), self.path)
+                self._migrate(idx)
                 idx.check(self.source)
                 idx.db.execute("SELECT COUNT(*) FROM files").fetchone()
                 return idx
@@ -320,6 +328,15 @@ class Builder:
         _own(new)
         os.rename(new, self.path)
         return Index(connect(self.path, write=True), self.path)
+
+    def _migrate(self, idx: Index) -> None:
+        """Bring an index of an older schema that MIGRATE knows to SCHEMA_VERSION."""
+        schema = idx.meta("schema")
+        if schema in MIGRATE and idx.meta("source") == describe(self.source):
+            with idx.db:
+                if self.central:
+                    idx.db.execute(MIGRATE[schema])
+                idx.db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),))
 
     def update(self, idx: Index) -> int:
         """Index what the journal has after the saved cursors; prune vanished files.  Rows added."""
