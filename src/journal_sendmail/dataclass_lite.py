@@ -46,7 +46,13 @@ def record(cls: "C | None" = None, *, frozen: bool = False) -> "Any":
     """
 
     def wrap(cls: "C") -> "C":
-        names = tuple(n for n in cls.__dict__.get("__annotations__", {}) if not n.startswith("_"))  # noqa: RUF063 - no inspect
+        # The class's own annotations, in order.  Python 3.14 (PEP 649) no longer keeps them in
+        # the class's __dict__ for a module without "from __future__ import annotations" (the
+        # sender's modules, for their start-up): there they are evaluated when asked for.
+        own = cls.__dict__.get("__annotations__")  # noqa: RUF063 - no inspect, no annotationlib
+        if own is None:
+            own = cls.__annotations__
+        names = tuple(n for n in own if not n.startswith("_"))
         defaults = {n: cls.__dict__[n] for n in names if n in cls.__dict__}
 
         def __init__(self: "Any", *args: "Any", **kw: "Any") -> None:
