@@ -43,8 +43,8 @@ EXPECT = """
 start = "all"
 
 [[expect]]
-name = "report"
 match = { subject = "report*", user = "root" }
+name = "report"
 every = "1d"
 grace = "2h"
 per = "host"
