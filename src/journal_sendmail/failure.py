@@ -31,7 +31,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from .errors import EX_CONFIG, EX_OK, EX_SOFTWARE, EX_USAGE
+from .errors import EX_OK, EX_SOFTWARE, EX_USAGE, ConfigError
 from .schema import MSG_UNIT_FAILURE_RESULT  # PID 1's "Failed with result '…'" (INVOCATION_ID, UNIT_RESULT)
 
 PROG = "failure-mail"
@@ -60,10 +60,6 @@ See journal-mail-failure@.service(8).
 Runner = Callable[[Sequence[str]], "subprocess.CompletedProcess[bytes]"]
 
 
-class SettingError(Exception):
-    """A bad value in the environment: exit 78 naming the variable."""
-
-
 @dataclass(frozen=True)
 class Settings:
     lines: int = LINES_DEFAULT
@@ -90,17 +86,17 @@ def settings(env: Mapping[str, str]) -> Settings:
     >>> settings({"LOG_LINES": "lots"})
     Traceback (most recent call last):
     ...
-    journal_sendmail.failure.SettingError: LOG_LINES='lots': not a whole number from 0 to 10000
+    journal_sendmail.errors.ConfigError: LOG_LINES='lots': not a whole number from 0 to 10000
     """
     text = env.get("LOG_LINES", str(LINES_DEFAULT)).strip()
     if not (text.isascii() and text.isdigit() and int(text) <= LINES_MAX):
-        raise SettingError(f"LOG_LINES={text!r}: not a whole number from 0 to {LINES_MAX}")
+        raise ConfigError(f"LOG_LINES={text!r}: not a whole number from 0 to {LINES_MAX}")
     to = tuple(a for a in env.get("MAILTO", MAILTO_DEFAULT).replace(",", " ").split(" ") if a)
     for addr in to:
         if addr.startswith("-") or not addr.isprintable() or not addr.isascii() or '"' in addr:
-            raise SettingError(f"MAILTO: {addr!r} is not an address")
+            raise ConfigError(f"MAILTO: {addr!r} is not an address")
     if not to:
-        raise SettingError("MAILTO is empty: no one to mail")
+        raise ConfigError("MAILTO is empty: no one to mail")
     return Settings(int(text), to)
 
 
@@ -297,9 +293,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     instance = args[0]
     try:
         s = settings(environ)
-    except SettingError as e:
-        say(f"bad setting: {e}")
-        return EX_CONFIG
+    except ConfigError as e:
+        say(f"bad setting: {e.reason}")
+        return e.code
     from email.utils import formatdate
 
     f = find_failure(instance, environ, run)
